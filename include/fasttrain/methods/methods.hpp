@@ -1,0 +1,4 @@
+// fasttrain/methods/methods.hpp -- every speedup method.
+#pragma once
+#include "fasttrain/methods/optim/gradient_clipping.hpp"
+#include "fasttrain/methods/optim/label_smoothing.hpp"

@@ -1,0 +1,82 @@
+// fasttrain/optim/adamw.hpp -- Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+//
+//   optim::AdamW opt{{.lr = 1e-3f, .weight_decay = 1e-4f}};
+//
+// For each parameter p with gradient g at step t (schedule multiplier m):
+//   m1 <- b1 m1 + (1 - b1) g,   m2 <- b2 m2 + (1 - b2) g^2
+//   p  <- p - lr m (m1 / (1 - b1^t)) / (sqrt(m2 / (1 - b2^t)) + eps) - m weight_decay p
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fasttrain/core/error.hpp"
+#include "fasttrain/tensor/eigen.hpp"
+
+namespace fasttrain::optim {
+
+struct AdamWOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 1e-5f;  // per-step fraction; PyTorch's default 0.01 at its default lr 1e-3
+};
+
+template <class B = default_backend>
+class BasicAdamW {
+ public:
+  using backend = B;
+  using matrix = typename B::matrix;
+  using options_type = AdamWOptions;
+
+  explicit BasicAdamW(AdamWOptions o = {}) : opt_(o) {
+    detail::require(o.lr > 0 && std::isfinite(o.lr), "fasttrain::optim::AdamW: lr must be positive and finite, got ",
+                    o.lr);
+    detail::require(o.beta1 >= 0 && o.beta1 < 1, "fasttrain::optim::AdamW: beta1 must be in [0, 1), got ", o.beta1);
+    detail::require(o.beta2 >= 0 && o.beta2 < 1, "fasttrain::optim::AdamW: beta2 must be in [0, 1), got ", o.beta2);
+    detail::require(o.eps > 0, "fasttrain::optim::AdamW: eps must be positive, got ", o.eps);
+    detail::require(o.weight_decay >= 0 && o.weight_decay < 1,
+                    "fasttrain::optim::AdamW: weight_decay must be in [0, 1), got ", o.weight_decay);
+  }
+
+  static std::string name() { return "AdamW"; }
+  const AdamWOptions& options() const { return opt_; }
+  float lr() const { return opt_.lr; }
+  std::int64_t steps() const { return t_; }
+
+  template <class Model>
+  void step(Model& model, float multiplier = 1.f) {
+    ++t_;
+    const float b1 = opt_.beta1, b2 = opt_.beta2, eps = opt_.eps;
+    const float c1 = 1.f / (1.f - std::pow(b1, static_cast<float>(t_)));
+    const float c2 = 1.f / (1.f - std::pow(b2, static_cast<float>(t_)));
+    const float lr = opt_.lr * multiplier, decay = multiplier * opt_.weight_decay;
+    std::size_t i = 0;
+    model.for_each_parameter([&](matrix& p, matrix& g) {
+      if (i == m1_.size()) {
+        m1_.push_back(matrix::Zero(p.rows(), p.cols()));
+        m2_.push_back(matrix::Zero(p.rows(), p.cols()));
+      }
+      B::apply([=](float& pi, const float& gi, float& mi, float& vi) {
+        mi = b1 * mi + (1.f - b1) * gi;
+        vi = b2 * vi + (1.f - b2) * gi * gi;
+        pi -= lr * (mi * c1) / (std::sqrt(vi * c2) + eps) + decay * pi;
+      }, p, g, m1_[i], m2_[i]);
+      ++i;
+    });
+  }
+
+  std::vector<matrix>& first_moments() { return m1_; }
+  std::vector<matrix>& second_moments() { return m2_; }
+
+ private:
+  AdamWOptions opt_;
+  std::int64_t t_ = 0;
+  std::vector<matrix> m1_, m2_;
+};
+using AdamW = BasicAdamW<>;
+
+}  // namespace fasttrain::optim

@@ -1,0 +1,86 @@
+// fasttrain/optim/sgd.hpp -- SGD with momentum, Nesterov and decoupled weight decay.
+//
+//   optim::SGD opt{{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 5e-4f}};
+//   opt.step(model, schedule_multiplier);
+//
+// Update (PyTorch's formulation of momentum, SGDW's decoupled decay), for each
+// parameter p with gradient g, base rate lr and schedule multiplier m:
+//   v <- momentum * v + g
+//   d <- nesterov ? g + momentum * v : v        (d = g without momentum)
+//   p <- p - lr * m * d - m * weight_decay * p
+// The decay is decoupled from the gradient (Loshchilov & Hutter 2019) and follows the
+// schedule, but not the base rate: weight_decay is a fraction of p per step.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fasttrain/core/error.hpp"
+#include "fasttrain/tensor/eigen.hpp"
+
+namespace fasttrain::optim {
+
+struct SGDOptions {
+  float lr = 0.1f;
+  float momentum = 0.f;
+  bool nesterov = false;
+  float weight_decay = 0.f;
+};
+
+template <class B = default_backend>
+class BasicSGD {
+ public:
+  using backend = B;
+  using matrix = typename B::matrix;
+  using options_type = SGDOptions;
+
+  explicit BasicSGD(SGDOptions o = {}) : opt_(o) {
+    detail::require(o.lr > 0 && std::isfinite(o.lr), "fasttrain::optim::SGD: lr must be positive and finite, got ",
+                    o.lr);
+    detail::require(o.momentum >= 0 && o.momentum < 1, "fasttrain::optim::SGD: momentum must be in [0, 1), got ",
+                    o.momentum);
+    detail::require(!o.nesterov || o.momentum > 0, "fasttrain::optim::SGD: nesterov needs momentum > 0");
+    detail::require(o.weight_decay >= 0 && o.weight_decay < 1,
+                    "fasttrain::optim::SGD: weight_decay must be in [0, 1), got ", o.weight_decay);
+  }
+
+  static std::string name() { return "SGD"; }
+  const SGDOptions& options() const { return opt_; }
+  float lr() const { return opt_.lr; }
+
+  /// One update of every parameter of `model` from its gradient.
+  template <class Model>
+  void step(Model& model, float multiplier = 1.f) {
+    const float lr = opt_.lr * multiplier, mu = opt_.momentum, decay = multiplier * opt_.weight_decay;
+    std::size_t i = 0;
+    model.for_each_parameter([&](matrix& p, matrix& g) {
+      if (mu > 0.f) {
+        if (i == velocity_.size()) velocity_.push_back(matrix::Zero(p.rows(), p.cols()));
+        matrix& v = velocity_[i];
+        if (opt_.nesterov)
+          B::apply([=](float& pi, const float& gi, float& vi) {
+            vi = mu * vi + gi;
+            pi -= lr * (gi + mu * vi) + decay * pi;
+          }, p, g, v);
+        else
+          B::apply([=](float& pi, const float& gi, float& vi) {
+            vi = mu * vi + gi;
+            pi -= lr * vi + decay * pi;
+          }, p, g, v);
+      } else {
+        B::apply([=](float& pi, const float& gi) { pi -= lr * gi + decay * pi; }, p, g);
+      }
+      ++i;
+    });
+  }
+
+  /// Momentum buffers, in parameter order (empty before the first step).
+  std::vector<matrix>& state() { return velocity_; }
+
+ private:
+  SGDOptions opt_;
+  std::vector<matrix> velocity_;
+};
+using SGD = BasicSGD<>;
+
+}  // namespace fasttrain::optim

@@ -1,0 +1,182 @@
+// fasttrain/tensor/eigen.hpp -- the cpu::eigen backend (the default).
+//
+// A backend is a policy type: it names the storage types and the primitive operations
+// the layers, losses and optimizers are written against. Layers call only these, so a
+// backend that provides the same names (cpu::xtensor, gpu::thrust) runs every layer.
+//
+// Storage: `matrix` is column-major float; a batch has one sample per column, so a
+// sample is contiguous (cheap gathers in the loader, cache-friendly per-sample ops) and
+// a Linear layer is a single GEMM, Y = W X. `tensor` adds the per-sample Shape.
+//
+// The primitive set:
+//   gemm(ta, tb, alpha, A, B, beta, C)     C = alpha op(A) op(B) + beta C
+//   add_bias(Y, b)                         Y(:, j) += b           for every column j
+//   row_sums(G, out)                       out = G 1              (bias gradients)
+//   apply(f, m0, m1, ...)                  f(m0[i], m1[i], ...)   element-wise, any arity
+//   sum(m), squared_norm(m), max_abs(m), all_finite(m)
+//   softmax_columns(Z, P)                  numerically stable column softmax
+//   argmax_columns(Z, out)                 predicted class per sample
+//   fill_uniform / fill_normal / fill_bernoulli(m, ..., rng)
+#pragma once
+
+#include <Eigen/Core>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <tuple>
+#include <vector>
+
+#include "fasttrain/core/error.hpp"
+#include "fasttrain/core/rng.hpp"
+#include "fasttrain/tensor/shape.hpp"
+
+namespace fasttrain {
+
+/// Sets the number of threads Eigen's GEMM uses (effective when built with OpenMP).
+inline void set_threads(int n) {
+  detail::require(n >= 1, "fasttrain::set_threads: thread count must be >= 1, got ", n);
+  Eigen::setNbThreads(n);
+}
+
+namespace cpu {
+
+struct eigen {
+  static constexpr const char* name = "cpu::eigen";
+  using scalar = float;
+  using index = Eigen::Index;
+  using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+  using labels = std::vector<std::int32_t>;
+
+  /// A batch of activations: `data` is (sample size) x (batch), `shape` the sample's shape.
+  struct tensor {
+    matrix data;
+    Shape shape;
+
+    index batch() const { return data.cols(); }
+    index sample_size() const { return data.rows(); }
+    /// Resizes for `batch` samples of `s` (no reallocation when the size is unchanged).
+    void resize(const Shape& s, index batch) {
+      shape = s;
+      data.resize(static_cast<index>(s.size()), batch);
+    }
+  };
+
+  // ---- linear algebra -------------------------------------------------------------
+  static void gemm(bool ta, bool tb, float alpha, const matrix& A, const matrix& B, float beta,
+                   matrix& C) {
+    const index m = ta ? A.cols() : A.rows();
+    const index n = tb ? B.rows() : B.cols();
+    if (beta == 0.f) C.resize(m, n);
+    auto run = [&](const auto& a, const auto& b) {
+      if (beta == 0.f) {
+        if (alpha == 1.f)
+          C.noalias() = a * b;
+        else
+          C.noalias() = alpha * (a * b);
+      } else {
+        C *= beta;
+        C.noalias() += alpha * (a * b);
+      }
+    };
+    if (!ta && !tb) run(A, B);
+    else if (ta && !tb) run(A.transpose(), B);
+    else if (!ta && tb) run(A, B.transpose());
+    else run(A.transpose(), B.transpose());
+  }
+
+  static void add_bias(matrix& Y, const matrix& b) { Y.colwise() += b.col(0); }
+
+  static void row_sums(const matrix& G, matrix& out) { out.noalias() = G.rowwise().sum(); }
+
+  // ---- element-wise ---------------------------------------------------------------
+  /// Calls f(m0[i], m1[i], ...) for every element; all arguments must have equal size.
+  /// A plain loop over raw pointers: g++ -O2 vectorises simple bodies.
+  template <class F, class M0, class... Ms>
+  static void apply(F&& f, M0&& m0, Ms&&... ms) {
+    const index n = m0.size();
+    auto* p0 = m0.data();
+    auto ptrs = std::make_tuple(ms.data()...);
+    std::apply(
+        [&](auto*... ps) {
+          for (index i = 0; i < n; ++i) f(p0[i], ps[i]...);
+        },
+        ptrs);
+  }
+
+  static float sum(const matrix& m) { return m.sum(); }
+  static float squared_norm(const matrix& m) { return m.squaredNorm(); }
+  static float max_abs(const matrix& m) { return m.size() ? m.cwiseAbs().maxCoeff() : 0.f; }
+  static bool all_finite(const matrix& m) { return m.allFinite(); }
+
+  // ---- per-sample (column) operations -----------------------------------------------
+  /// P(:, j) = softmax(Z(:, j)), computed as exp(z - max z) / sum.
+  static void softmax_columns(const matrix& Z, matrix& P) {
+    P.resize(Z.rows(), Z.cols());
+    for (index j = 0; j < Z.cols(); ++j) {
+      const float mx = Z.col(j).maxCoeff();
+      P.col(j) = (Z.col(j).array() - mx).exp();
+      P.col(j) /= P.col(j).sum();
+    }
+  }
+
+  /// sum over samples j of -sum_k t_kj log softmax(Z(:, j))_k, with t the one-hot labels
+  /// or the dense `soft` targets. log softmax is z - max - log(sum exp(z - max)): no
+  /// overflow, and no log(0) when a probability underflows.
+  static double cross_entropy_sum(const matrix& Z, const labels* lab, const matrix* soft) {
+    double total = 0.0;
+    for (index j = 0; j < Z.cols(); ++j) {
+      const auto z = Z.col(j);
+      const float mx = z.maxCoeff();
+      const float lse = mx + std::log((z.array() - mx).exp().sum());
+      if (soft)
+        total -= (soft->col(j).array() * (z.array() - lse)).sum();
+      else
+        total -= z((*lab)[static_cast<std::size_t>(j)]) - lse;
+    }
+    return total;
+  }
+
+  /// G = scale * (P .* colsum(T) - T): the gradient of cross-entropy w.r.t. the logits.
+  static void cross_entropy_grad(const matrix& P, const labels* lab, const matrix* soft, float scale,
+                                 matrix& G) {
+    G = P;
+    if (soft) {
+      for (index j = 0; j < P.cols(); ++j) G.col(j) = G.col(j) * soft->col(j).sum() - soft->col(j);
+    } else {
+      add_at_labels(G, *lab, -1.f);
+    }
+    G *= scale;
+  }
+
+  /// M(labels[j], j) += value for every column j.
+  static void add_at_labels(matrix& M, const labels& lab, float value) {
+    for (index j = 0; j < M.cols(); ++j) M(lab[static_cast<std::size_t>(j)], j) += value;
+  }
+
+  static void argmax_columns(const matrix& Z, labels& out) {
+    out.resize(static_cast<std::size_t>(Z.cols()));
+    for (index j = 0; j < Z.cols(); ++j) {
+      index k = 0;
+      Z.col(j).maxCoeff(&k);
+      out[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(k);
+    }
+  }
+
+  // ---- random fills ------------------------------------------------------------------
+  static void fill_uniform(matrix& m, float lo, float hi, Rng& rng) {
+    for (index i = 0; i < m.size(); ++i) m.data()[i] = rng.uniform(lo, hi);
+  }
+  static void fill_normal(matrix& m, float mean, float stddev, Rng& rng) {
+    for (index i = 0; i < m.size(); ++i) m.data()[i] = rng.normal(mean, stddev);
+  }
+  /// m[i] = (uniform < keep) ? scale : 0
+  static void fill_bernoulli(matrix& m, float keep, float scale, Rng& rng) {
+    for (index i = 0; i < m.size(); ++i) m.data()[i] = rng.uniform() < keep ? scale : 0.f;
+  }
+};
+
+}  // namespace cpu
+
+using default_backend = cpu::eigen;
+
+}  // namespace fasttrain

@@ -1,0 +1,110 @@
+// fasttrain/train/result.hpp -- what a training run reports, and its one-line JSON form.
+//
+// Every example and benchmark ends its output with `result.json()`: one line that
+// scripts can rely on (name, test_accuracy, samples_per_second, train_seconds,
+// time_to_target_seconds when a target was set, ...).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fasttrain {
+
+namespace json {
+inline std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+/// A number, or null when it is not finite (JSON has no NaN).
+inline std::string number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+/// Builds one JSON object, field by field, in insertion order.
+class object {
+ public:
+  object& add(const std::string& k, const std::string& v) { return raw(k, quote(v)); }
+  object& add(const std::string& k, const char* v) { return raw(k, quote(v)); }
+  object& add(const std::string& k, double v) { return raw(k, number(v)); }
+  object& add(const std::string& k, std::int64_t v) { return raw(k, std::to_string(v)); }
+  object& add(const std::string& k, int v) { return raw(k, std::to_string(v)); }
+  object& add(const std::string& k, bool v) { return raw(k, v ? "true" : "false"); }
+  object& add(const std::string& k, std::optional<double> v) { return raw(k, v ? number(*v) : "null"); }
+  object& raw(const std::string& k, const std::string& v) {
+    body_ += (body_.empty() ? "" : ",") + quote(k) + ":" + v;
+    return *this;
+  }
+  std::string str() const { return "{" + body_ + "}"; }
+
+ private:
+  std::string body_;
+};
+}  // namespace json
+
+/// One evaluation point: where training was and how good the model was.
+struct EvalRecord {
+  std::int64_t epoch = 0;
+  std::int64_t step = 0;
+  double train_seconds = 0;  ///< training wall-clock at this point (evaluation excluded)
+  double train_loss = 0;     ///< mean training loss over the epoch
+  double test_accuracy = 0;
+};
+
+struct Result {
+  std::string name = "fasttrain";
+  double test_accuracy = std::nan("");
+  double final_train_loss = std::nan("");
+  std::int64_t epochs = 0;
+  std::int64_t steps = 0;
+  std::int64_t samples = 0;
+  double train_seconds = 0;  ///< wall-clock of the training steps (data waits included, evaluation excluded)
+  double eval_seconds = 0;   ///< wall-clock spent evaluating
+  double samples_per_second = 0;
+  std::optional<double> target_accuracy;
+  std::optional<double> time_to_target_seconds;  ///< training seconds when the target was first reached
+  std::string stop_reason;                       ///< "budget" or "target"
+  std::vector<EvalRecord> history;
+  std::vector<std::pair<std::string, std::string>> extra;  ///< extra string fields for the JSON line
+
+  std::string json() const {
+    json::object o;
+    o.add("name", name)
+        .add("test_accuracy", test_accuracy)
+        .add("samples_per_second", samples_per_second)
+        .add("train_seconds", train_seconds)
+        .add("eval_seconds", eval_seconds)
+        .add("epochs", epochs)
+        .add("steps", steps)
+        .add("final_train_loss", final_train_loss)
+        .add("stop_reason", stop_reason);
+    if (target_accuracy) o.add("target_accuracy", *target_accuracy).add("time_to_target_seconds", time_to_target_seconds);
+    for (const auto& [k, v] : extra) o.raw(k, v);
+    return o.str();
+  }
+};
+
+}  // namespace fasttrain

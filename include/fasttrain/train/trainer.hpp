@@ -1,0 +1,376 @@
+// fasttrain/train/trainer.hpp -- the statically typed training loop.
+//
+//   nn::Sequential<...> model;  model.reset_parameters(seed);
+//   Trainer trainer{model, optim::SGD{{.lr = 0.05f, .momentum = 0.9f, .nesterov = true}},
+//                   nn::SoftmaxCrossEntropy{}, methods::LabelSmoothing{0.1f}};
+//   Result r = trainer.fit(loader, test_set, {.max_duration = 10_ep, .target_accuracy = 0.88},
+//                          schedule::cosine());
+//   std::cout << r.json() << "\n";
+//
+// Methods are composed at compile time: each event is a fold over the methods that
+// declare it (`after_*` events in reverse order), with no virtual call and no
+// std::function. A method that is not in the list does not exist in the binary.
+// Checked at compile time: every method is tagged and declares its events; every
+// declared hook is callable with its event's context, and every defined on_* hook is
+// declared; no two methods conflict; runs_before / runs_after can be satisfied (the
+// methods are sorted by them).
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "fasttrain/core/error.hpp"
+#include "fasttrain/core/time.hpp"
+#include "fasttrain/data/dataset.hpp"
+#include "fasttrain/nn/layer.hpp"
+#include "fasttrain/nn/loss.hpp"
+#include "fasttrain/optim/schedule.hpp"
+#include "fasttrain/train/compose.hpp"
+#include "fasttrain/train/context.hpp"
+#include "fasttrain/train/evaluate.hpp"
+#include "fasttrain/train/events.hpp"
+#include "fasttrain/train/method.hpp"
+#include "fasttrain/train/progress.hpp"
+#include "fasttrain/train/result.hpp"
+
+namespace fasttrain {
+
+struct FitOptions {
+  Duration max_duration{10.0, Unit::epoch};  ///< the budget: epochs, batches, samples or seconds
+  std::optional<double> target_accuracy;     ///< stop at the first evaluation reaching it
+  std::string name = "fasttrain";            ///< the `name` field of the result's JSON line
+  ProgressMode progress = ProgressMode::automatic;
+  std::int64_t eval_chunk = 1000;  ///< samples per forward pass during evaluation
+  bool check_finite = true;        ///< throw divergence_error on a NaN/inf loss
+};
+
+namespace detail {
+template <class E, class List>
+struct declares : std::false_type {};
+template <class E, class... Es>
+struct declares<E, events<Es...>> : std::bool_constant<(std::is_same_v<E, Es> || ...)> {};
+
+template <class E>
+struct is_event : declares<E, all_events> {};
+template <class List>
+struct all_are_events : std::false_type {};
+template <class... Es>
+struct all_are_events<events<Es...>> : std::bool_constant<(is_event<Es>::value && ...)> {};
+
+/// Checks one (method, event) pair; the compiler shows Method and Event on failure.
+template <class Method, class Event, bool Declared, bool Callable, bool Named>
+struct hook_check {
+  static_assert(!Declared || Callable,
+                "fasttrain::Trainer: the method declares this event in `using events = ...` but has no "
+                "on_<event>(Context&) member callable with the event's context (see hook_check<Method, Event, "
+                "...> above for which; train/context.hpp lists each event's context)");
+  static_assert(Declared || !(Callable || Named),
+                "fasttrain::Trainer: the method defines an on_<event> hook that is not listed in its "
+                "`using events = ...`; declare the event or remove the hook (see hook_check<Method, Event, ...>)");
+  static constexpr bool ok = true;
+};
+template <class Method, bool Valid>
+struct events_check {
+  static_assert(Valid,
+                "fasttrain::Trainer: the method's `using events = fasttrain::events<...>` must list only "
+                "fasttrain::event:: types (see events_check<Method, false> above)");
+  static constexpr bool ok = true;
+};
+template <class Method, bool IsMethod>
+struct method_check {
+  static_assert(IsMethod,
+                "fasttrain::Trainer: a method needs `static constexpr fasttrain::taxonomy tag{...}` and "
+                "`using events = fasttrain::events<...>` (see method_check<Method, false> above)");
+  static constexpr bool ok = true;
+};
+}  // namespace detail
+
+template <class Model, class Optimizer, class Loss, class... Methods>
+class Trainer {
+  static_assert((detail::method_check<Methods, Method<Methods>>::ok && ...));
+  using composition = detail::composition<Methods...>;
+  static_assert(composition::no_conflicts);
+  static constexpr std::size_t num_methods = sizeof...(Methods);
+
+ public:
+  using model_type = Model;
+  using optimizer_type = Optimizer;
+  using loss_type = Loss;
+  using backend = typename Model::backend;
+  using tensor = typename backend::tensor;
+  using batch_type = data::Batch<backend>;
+  using methods_tuple = typename composition::sorted_tuple;  ///< methods in execution order
+
+  using fit_context = FitContext<Model, Optimizer>;
+  using batch_context = BatchContext<Model>;
+  using forward_context = ForwardContext<Model>;
+  using loss_context = LossContext<Model>;
+  using backward_context = BackwardContext<Model>;
+  using step_context = StepContext<Model, Optimizer>;
+  using eval_context = EvalContext<Model>;
+
+  /// The context type a hook for event E receives.
+  template <class E>
+  static auto context_type_of() {
+    using namespace event;
+    if constexpr (std::is_same_v<E, fit_begin> || std::is_same_v<E, epoch_begin> ||
+                  std::is_same_v<E, epoch_end> || std::is_same_v<E, fit_end>)
+      return std::type_identity<fit_context>{};
+    else if constexpr (std::is_same_v<E, batch_begin> || std::is_same_v<E, before_forward> ||
+                       std::is_same_v<E, batch_end>)
+      return std::type_identity<batch_context>{};
+    else if constexpr (std::is_same_v<E, after_forward>)
+      return std::type_identity<forward_context>{};
+    else if constexpr (std::is_same_v<E, before_loss> || std::is_same_v<E, after_loss>)
+      return std::type_identity<loss_context>{};
+    else if constexpr (std::is_same_v<E, before_backward> || std::is_same_v<E, after_backward>)
+      return std::type_identity<backward_context>{};
+    else if constexpr (std::is_same_v<E, before_step> || std::is_same_v<E, after_step>)
+      return std::type_identity<step_context>{};
+    else
+      return std::type_identity<eval_context>{};
+  }
+  template <class E>
+  using context_t = typename decltype(context_type_of<E>())::type;
+
+ private:
+  template <class M, class E>
+  static constexpr bool check_hook() {
+    using Ctx = context_t<E>;
+    return detail::hook_check<M, E, detail::declares<E, typename M::events>::value,
+                              E::template callable<M, Ctx>, E::template named<M>>::ok;
+  }
+  template <class M, class... Es>
+  static constexpr bool check_method(events<Es...>) {
+    return detail::events_check<M, detail::all_are_events<typename M::events>::value>::ok &&
+           (check_hook<M, Es>() && ...);
+  }
+  static_assert((check_method<Methods>(all_events{}) && ... && true));
+
+ public:
+  Trainer(Model& model, Optimizer optimizer, Loss loss, Methods... methods)
+      : Trainer(model, std::move(optimizer), std::move(loss), std::forward_as_tuple(std::move(methods)...),
+                std::make_index_sequence<num_methods>{}) {}
+
+  Model& model() { return model_; }
+  Optimizer& optimizer() { return optimizer_; }
+  Loss& loss() { return loss_; }
+  /// The method of type M (the first, if M appears twice).
+  template <class M>
+  M& method() { return std::get<M>(methods_); }
+  /// Methods in the order they run (after sorting by their ordering traits).
+  methods_tuple& methods() { return methods_; }
+  const Time& time() const { return time_; }
+
+  /// Trains on `train` until the budget or the target accuracy on `test` is reached.
+  /// Evaluates on `test` after every epoch (and at the end of a partial one).
+  template <class Source, schedule::Schedule Sched = schedule::constant>
+  Result fit(Source& train, const data::Dataset* test, const FitOptions& opt = {}, Sched sched = {}) {
+    validate(opt, test);
+    Result result;
+    result.name = opt.name;
+    result.target_accuracy = opt.target_accuracy;
+    time_ = Time{};
+    time_.batches_per_epoch = train.batches_per_epoch();
+    time_.samples_per_epoch = train.samples_per_epoch();
+    time_.max_duration = opt.max_duration;
+    Progress progress(opt.progress);
+    const double epochs_total = opt.max_duration.unit == Unit::epoch ? opt.max_duration.value : 0.0;
+
+    fit_context fctx{model_, optimizer_, time_};
+    emit<event::fit_begin>(fctx);
+
+    using clock = std::chrono::steady_clock;
+    float loss_value = 0.f;
+    bool done = false;
+    while (!done) {
+      emit<event::epoch_begin>(fctx);
+      train.start_epoch(time_.epoch);
+      double loss_sum = 0.0;
+      std::int64_t loss_count = 0;
+      auto t0 = clock::now();
+      const double seconds_at_epoch_start = time_.seconds;
+      while (train.next(batch_)) {
+        loss_value = train_batch(batch_, sched, opt.check_finite);
+        loss_sum += loss_value;
+        ++loss_count;
+        time_.seconds = seconds_at_epoch_start + std::chrono::duration<double>(clock::now() - t0).count();
+        batch_context bctx{batch_, model_, time_};
+        emit<event::batch_end>(bctx);
+        progress.update(time_.epoch, epochs_total, time_.batch, loss_value,
+                        result.history.empty() ? std::nan("") : result.history.back().test_accuracy,
+                        time_.seconds > 0 ? static_cast<double>(time_.sample) / time_.seconds : 0.0,
+                        time_.fraction(), time_.seconds);
+        if (time_.reached(opt.max_duration)) {
+          done = true;
+          break;
+        }
+      }
+      if (time_.batch_in_epoch == time_.batches_per_epoch) {
+        ++time_.epoch;
+        time_.batch_in_epoch = 0;
+      }
+      emit<event::epoch_end>(fctx);
+
+      EvalRecord rec{time_.epoch, time_.batch, time_.seconds,
+                     loss_count ? loss_sum / static_cast<double>(loss_count) : std::nan(""), std::nan("")};
+      if (test) {
+        const auto e0 = clock::now();
+        rec.test_accuracy = evaluate(*test, opt.eval_chunk);
+        result.eval_seconds += std::chrono::duration<double>(clock::now() - e0).count();
+        if (opt.target_accuracy && rec.test_accuracy >= *opt.target_accuracy && !result.time_to_target_seconds) {
+          result.time_to_target_seconds = time_.seconds;
+          result.stop_reason = "target";
+          done = true;
+        }
+      }
+      result.history.push_back(rec);
+      if (time_.reached(opt.max_duration)) done = true;
+      if (loss_count == 0) done = true;  // an empty epoch would loop forever
+    }
+    progress.update(time_.epoch > 0 ? time_.epoch - 1 : 0, epochs_total, time_.batch, loss_value,
+                    result.history.back().test_accuracy, time_.seconds > 0 ? time_.sample / time_.seconds : 0.0,
+                    time_.fraction(), time_.seconds, true);
+    progress.finish();
+    emit<event::fit_end>(fctx);
+
+    if (result.stop_reason.empty()) result.stop_reason = "budget";
+    result.test_accuracy = result.history.back().test_accuracy;
+    result.final_train_loss = result.history.back().train_loss;
+    result.epochs = time_.epoch;
+    result.steps = time_.batch;
+    result.samples = time_.sample;
+    result.train_seconds = time_.seconds;
+    result.samples_per_second = time_.seconds > 0 ? static_cast<double>(time_.sample) / time_.seconds : 0.0;
+    return result;
+  }
+  template <class Source, schedule::Schedule Sched = schedule::constant>
+  Result fit(Source& train, const data::Dataset& test, const FitOptions& opt = {}, Sched sched = {}) {
+    return fit(train, &test, opt, std::move(sched));
+  }
+
+  /// Accuracy on `ds`, firing eval_begin / eval_end around it.
+  double evaluate(const data::Dataset& ds, std::int64_t chunk = 1000) {
+    eval_context ectx{model_, time_};
+    emit<event::eval_begin>(ectx);
+    ectx.accuracy = evaluate_accuracy(model_, ds, chunk);
+    emit<event::eval_end>(ectx);
+    return ectx.accuracy;
+  }
+
+ private:
+  template <class Tuple, std::size_t... I>
+  Trainer(Model& model, Optimizer&& optimizer, Loss&& loss, Tuple&& ms, std::index_sequence<I...>)
+      : model_(model),
+        optimizer_(std::move(optimizer)),
+        loss_(std::move(loss)),
+        methods_(std::move(std::get<composition::sorted.order[I]>(ms))...) {}
+
+  void validate(const FitOptions& opt, const data::Dataset* test) const {
+    detail::require(opt.max_duration.value > 0 && std::isfinite(opt.max_duration.value),
+                    "fasttrain::Trainer::fit: max_duration must be positive, got ", opt.max_duration.str());
+    detail::require(opt.max_duration.unit != Unit::dur,
+                    "fasttrain::Trainer::fit: max_duration is the budget itself; give it in ep, ba, sp or sec, "
+                    "not dur");
+    if (opt.target_accuracy) {
+      detail::require(*opt.target_accuracy > 0 && *opt.target_accuracy <= 1,
+                      "fasttrain::Trainer::fit: target_accuracy must be in (0, 1], got ", *opt.target_accuracy);
+      detail::require(test != nullptr, "fasttrain::Trainer::fit: a target_accuracy needs a test set");
+    }
+    detail::require(opt.eval_chunk >= 1, "fasttrain::Trainer::fit: eval_chunk must be >= 1");
+  }
+
+ public:
+  /// One optimizer step on `batch`: fires batch_begin .. after_step in order and advances
+  /// Time by one batch. fit() calls it for every batch; it is public so that a custom
+  /// loop can drive the exact same step. Returns the batch's loss.
+  template <schedule::Schedule Sched = schedule::constant>
+  float train_batch(batch_type& batch, const Sched& sched = {}, bool check_finite = true) {
+    batch_context bctx{batch, model_, time_};
+    emit<event::batch_begin>(bctx);
+    emit<event::before_forward>(bctx);
+
+    const tensor& out = model_.forward(batch.inputs, nn::Mode::train);
+    forward_context fwd{batch, out, model_, time_};
+    emit<event::after_forward>(fwd);
+
+    nn::Targets<backend> targets{&batch.labels, nullptr};
+    float loss_value = std::nan("");
+    loss_context lctx{batch, out, targets, loss_value, time_};
+    emit<event::before_loss>(lctx);
+    loss_value = loss_.forward(out, targets);
+    emit<event::after_loss>(lctx);
+    if (check_finite && !std::isfinite(loss_value)) diverged(loss_value);
+    last_finite_loss_ = loss_value;
+
+    loss_.backward(grad_out_);
+    backward_context bw{batch, grad_out_, loss_value, model_, time_};
+    emit<event::before_backward>(bw);
+    model_.backward(grad_out_);
+    emit<event::after_backward>(bw);
+
+    float lr_multiplier = sched(time_);
+    step_context sctx{model_, optimizer_, lr_multiplier, time_};
+    emit<event::before_step>(sctx);
+    optimizer_.step(model_, lr_multiplier);
+    emit<event::after_step>(sctx);
+
+    ++time_.batch;
+    ++time_.batch_in_epoch;
+    time_.sample += batch.size();
+    return loss_value;
+  }
+
+ private:
+  [[noreturn]] void diverged(float loss_value) {
+    std::string bad = "none found";
+    const auto names = model_.parameter_names();
+    std::size_t i = 0;
+    bool found = false;
+    model_.for_each_parameter([&](auto& p, auto& g) {
+      if (!found && (!backend::all_finite(p) || !backend::all_finite(g))) {
+        bad = names[i] + (backend::all_finite(p) ? " (its gradient)" : "");
+        found = true;
+      }
+      ++i;
+    });
+    throw divergence_error(detail::cat("fasttrain::Trainer: loss is ", std::isnan(loss_value) ? "NaN" : "infinite",
+                                       " at step ", time_.batch, " (epoch ", time_.epoch, ", batch ",
+                                       time_.batch_in_epoch, "); last finite loss ", last_finite_loss_,
+                                       "; first non-finite parameter: ", bad));
+  }
+
+ private:
+  Model& model_;
+  Optimizer optimizer_;
+  Loss loss_;
+  methods_tuple methods_;
+  Time time_;
+  batch_type batch_;
+  tensor grad_out_;
+  float last_finite_loss_ = std::nan("");
+
+  template <class E, class Ctx>
+  void emit(Ctx& ctx) {
+    if constexpr (num_methods > 0) {
+      [&]<std::size_t... K>(std::index_sequence<K...>) {
+        if constexpr (E::reversed)
+          (invoke<E>(std::get<num_methods - 1 - K>(methods_), ctx), ...);
+        else
+          (invoke<E>(std::get<K>(methods_), ctx), ...);
+      }(std::make_index_sequence<num_methods>{});
+    }
+  }
+  template <class E, class M, class Ctx>
+  static void invoke(M& m, Ctx& ctx) {
+    if constexpr (detail::declares<E, typename M::events>::value) E::call(m, ctx);
+  }
+};
+
+}  // namespace fasttrain

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh -- make sure the Debian packages fasttrain needs are installed.
+#
+# Idempotent: checks each package with dpkg-query and does nothing (no apt at all) when all
+# are present. When some are missing: as root, `apt-get update` + `apt-get install -y
+# --no-install-recommends <missing>`; otherwise prints the command to run and exits 1.
+# (OpenMP needs no package: libgomp comes with g++.)
+set -euo pipefail
+
+packages=(
+  cmake
+  g++
+  make
+  libeigen3-dev
+  libboost-dev
+  doctest-dev
+  zlib1g-dev
+  ccache
+  dataset-fashion-mnist
+)
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "install-deps: no dpkg-query (not Debian?); cannot check packages, assuming these are present:" >&2
+  echo "  ${packages[*]}" >&2
+  exit 0
+fi
+
+installed() {
+  # True when some architecture of package $1 has status "installed".
+  local status
+  status=$(dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null) || return 1
+  [[ $'\n'$status$'\n' == *' installed'$'\n'* ]]
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: missing: ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: not root; install them with:" >&2
+  echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
+
+still=()
+for p in "${missing[@]}"; do
+  installed "$p" || still+=("$p")
+done
+if ((${#still[@]} != 0)); then
+  echo "install-deps: still missing after apt-get install: ${still[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installed ${missing[*]}"

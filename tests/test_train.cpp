@@ -1,0 +1,361 @@
+// The Trainer: the exact event sequence, reverse order on after_* events, method
+// ordering traits, stopping rules, divergence errors, determinism, and the effect of
+// the two methods LabelSmoothing and GradientClipping.
+#include <doctest/doctest.h>
+
+#include <fasttrain/fasttrain.hpp>
+#include <string>
+#include <vector>
+
+using namespace fasttrain;
+using namespace fasttrain::literals;
+using B = cpu::eigen;
+
+namespace {
+
+// Three well-separated Gaussian blobs in 4 dimensions.
+data::Dataset blobs(std::int64_t n, std::uint64_t seed) {
+  data::Dataset ds;
+  ds.features.resize(4, n);
+  ds.labels.resize(static_cast<std::size_t>(n));
+  ds.sample_shape = Shape(4);
+  ds.num_classes = 3;
+  ds.name = "blobs";
+  Rng rng(seed);
+  for (std::int64_t j = 0; j < n; ++j) {
+    const auto c = static_cast<std::int32_t>(j % 3);
+    ds.labels[static_cast<std::size_t>(j)] = c;
+    for (int i = 0; i < 4; ++i) ds.features(i, j) = rng.normal(i == c ? 3.f : 0.f, 0.7f);
+  }
+  return ds;
+}
+
+using Net = nn::Sequential<nn::Linear<4, 16>, nn::ReLU, nn::Linear<16, 3>>;
+
+// Records every event it sees, tagged with its id.
+template <int Id>
+struct Spy {
+  static constexpr taxonomy tag{component::optimization, action::retrofit};
+  using events = fasttrain::all_events;
+  std::vector<std::string>* log;
+  void rec(const char* e) { log->push_back(std::string(e) + (Id ? "#" + std::to_string(Id) : "")); }
+  void on_fit_begin(auto&) { rec("fit_begin"); }
+  void on_epoch_begin(auto&) { rec("epoch_begin"); }
+  void on_batch_begin(auto&) { rec("batch_begin"); }
+  void on_before_forward(auto&) { rec("before_forward"); }
+  void on_after_forward(auto&) { rec("after_forward"); }
+  void on_before_loss(auto&) { rec("before_loss"); }
+  void on_after_loss(auto&) { rec("after_loss"); }
+  void on_before_backward(auto&) { rec("before_backward"); }
+  void on_after_backward(auto&) { rec("after_backward"); }
+  void on_before_step(auto&) { rec("before_step"); }
+  void on_after_step(auto&) { rec("after_step"); }
+  void on_batch_end(auto&) { rec("batch_end"); }
+  void on_epoch_end(auto&) { rec("epoch_end"); }
+  void on_eval_begin(auto&) { rec("eval_begin"); }
+  void on_eval_end(auto&) { rec("eval_end"); }
+  void on_fit_end(auto&) { rec("fit_end"); }
+};
+
+FitOptions quiet(Duration d) {
+  FitOptions o;
+  o.max_duration = d;
+  o.progress = ProgressMode::never;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("Trainer emits the exact event sequence") {
+  auto train = blobs(8, 1), test = blobs(6, 2);
+  data::Loader loader(train, {.batch_size = 4, .shuffle = false, .prefetch = 0});
+  Net net;
+  net.reset_parameters(1);
+  std::vector<std::string> log;
+  Trainer trainer{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}, Spy<0>{&log}};
+  trainer.fit(loader, test, quiet(2_ep));
+
+  const std::vector<std::string> step = {"batch_begin",    "before_forward", "after_forward", "before_loss",
+                                         "after_loss",     "before_backward", "after_backward", "before_step",
+                                         "after_step",     "batch_end"};
+  std::vector<std::string> expect = {"fit_begin"};
+  for (int e = 0; e < 2; ++e) {
+    expect.push_back("epoch_begin");
+    for (int b = 0; b < 2; ++b) expect.insert(expect.end(), step.begin(), step.end());
+    expect.insert(expect.end(), {"epoch_end", "eval_begin", "eval_end"});
+  }
+  expect.push_back("fit_end");
+  CHECK(log == expect);
+}
+
+TEST_CASE("after_* events visit methods in reverse order, before_* in list order") {
+  auto train = blobs(4, 1);
+  data::Loader loader(train, {.batch_size = 4, .prefetch = 0});
+  Net net;
+  net.reset_parameters(1);
+  std::vector<std::string> log;
+  Trainer trainer{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}, Spy<1>{&log}, Spy<2>{&log}};
+  trainer.fit(loader, nullptr, quiet(1_ba));
+  auto pos = [&](const std::string& s) { return std::find(log.begin(), log.end(), s) - log.begin(); };
+  CHECK(pos("before_loss#1") < pos("before_loss#2"));
+  CHECK(pos("after_loss#2") < pos("after_loss#1"));
+  CHECK(pos("before_step#1") < pos("before_step#2"));
+  CHECK(pos("after_step#2") < pos("after_step#1"));
+  CHECK(pos("after_forward#2") < pos("after_forward#1"));
+  CHECK(pos("batch_end#1") < pos("batch_end#2"));
+}
+
+namespace {
+struct Second;
+struct First {
+  static constexpr taxonomy tag{component::data, action::reorder};
+  using events = fasttrain::events<event::batch_begin>;
+  std::vector<std::string>* log;
+  void on_batch_begin(auto&) { log->push_back("First"); }
+};
+struct Second {
+  static constexpr taxonomy tag{component::data, action::reorder};
+  using events = fasttrain::events<event::batch_begin>;
+  using runs_after = type_list<First>;
+  std::vector<std::string>* log;
+  void on_batch_begin(auto&) { log->push_back("Second"); }
+};
+}  // namespace
+
+TEST_CASE("methods are sorted by runs_after / runs_before, whatever order the user lists them in") {
+  auto train = blobs(4, 1);
+  data::Loader loader(train, {.batch_size = 4, .prefetch = 0});
+  Net net;
+  net.reset_parameters(1);
+  std::vector<std::string> log;
+  Trainer trainer{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}, Second{&log}, First{&log}};
+  static_assert(std::is_same_v<decltype(trainer)::methods_tuple, std::tuple<First, Second>>);
+  trainer.fit(loader, nullptr, quiet(1_ba));
+  CHECK(log == std::vector<std::string>{"First", "Second"});
+}
+
+TEST_CASE("Trainer learns separable data and stops at the target accuracy") {
+  auto train = blobs(600, 1), test = blobs(300, 2);
+  data::Loader loader(train, {.batch_size = 32, .seed = 3, .prefetch = 2});
+  Net net;
+  net.reset_parameters(7);
+  Trainer trainer{net, optim::SGD{{.lr = 0.05f, .momentum = 0.9f, .nesterov = true}}, nn::SoftmaxCrossEntropy{}};
+  auto opt = quiet(20_ep);
+  opt.target_accuracy = 0.97;
+  opt.name = "blobs";
+  const Result r = trainer.fit(loader, test, opt, schedule::cosine());
+  CHECK(r.test_accuracy >= 0.97);
+  CHECK(r.stop_reason == "target");
+  REQUIRE(r.time_to_target_seconds.has_value());
+  CHECK(*r.time_to_target_seconds <= r.train_seconds);
+  CHECK(r.epochs < 20);
+  CHECK(r.samples == r.epochs * 600);
+  CHECK(r.history.size() == static_cast<std::size_t>(r.epochs));
+  const std::string j = r.json();
+  CHECK(j.find('\n') == std::string::npos);
+  CHECK(j.rfind("{\"name\":\"blobs\",\"test_accuracy\":", 0) == 0);
+  for (const char* key : {"\"samples_per_second\":", "\"train_seconds\":", "\"time_to_target_seconds\":"})
+    CHECK(j.find(key) != std::string::npos);
+}
+
+TEST_CASE("budgets in batches and samples stop mid-epoch exactly") {
+  auto train = blobs(100, 1);
+  data::Loader loader(train, {.batch_size = 10, .prefetch = 0});
+  Net net;
+  net.reset_parameters(1);
+  Trainer trainer{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}};
+  auto r = trainer.fit(loader, nullptr, quiet(25_ba));
+  CHECK(r.steps == 25);
+  CHECK(r.epochs == 2);
+  CHECK(r.stop_reason == "budget");
+  r = trainer.fit(loader, nullptr, quiet(Duration{300, Unit::sample}));
+  CHECK(r.samples == 300);
+}
+
+TEST_CASE("the same seed gives bitwise-identical weights") {
+  auto train = blobs(200, 1);
+  auto run = [&](std::uint64_t seed) {
+    data::Loader loader(train, {.batch_size = 16, .seed = seed, .prefetch = 2});
+    Net net;
+    net.reset_parameters(seed);
+    Trainer trainer{net, optim::SGD{{.lr = 0.05f, .momentum = 0.9f}}, nn::SoftmaxCrossEntropy{},
+                    methods::LabelSmoothing{0.1f}};
+    trainer.fit(loader, nullptr, quiet(3_ep));
+    return net.layer<0>().weight;
+  };
+  CHECK(run(5) == run(5));
+  CHECK(run(5) != run(6));
+}
+
+namespace {
+// Puts a NaN into the inputs of the batch at step `at`.
+struct Poison {
+  static constexpr taxonomy tag{component::data, action::replace};
+  using events = fasttrain::events<event::before_forward>;
+  std::int64_t at;
+  void on_before_forward(auto& ctx) {
+    if (ctx.time.batch == at) ctx.batch.inputs.data(0, 0) = std::nanf("");
+  }
+};
+}  // namespace
+
+TEST_CASE("a NaN loss stops training with an error naming the step and the last finite loss") {
+  auto train = blobs(40, 1);
+  data::Loader loader(train, {.batch_size = 10, .prefetch = 0});
+  Net net;
+  net.reset_parameters(1);
+  Trainer trainer{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}, Poison{3}};
+  try {
+    trainer.fit(loader, nullptr, quiet(2_ep));
+    FAIL("no divergence_error");
+  } catch (const divergence_error& e) {
+    const std::string m = e.what();
+    CHECK(m.find("loss is NaN at step 3") != std::string::npos);
+    CHECK(m.find("last finite loss") != std::string::npos);
+  }
+}
+
+TEST_CASE("fit rejects impossible options") {
+  auto train = blobs(10, 1);
+  data::Loader loader(train, {.batch_size = 5, .prefetch = 0});
+  Net net;
+  Trainer trainer{net, optim::SGD{}, nn::SoftmaxCrossEntropy{}};
+  CHECK_THROWS_AS(trainer.fit(loader, nullptr, quiet(0_ep)), config_error);
+  CHECK_THROWS_AS(trainer.fit(loader, nullptr, quiet(0.5_dur)), config_error);
+  auto o = quiet(1_ep);
+  o.target_accuracy = 0.9;
+  CHECK_THROWS_WITH_AS(trainer.fit(loader, nullptr, o), doctest::Contains("needs a test set"), config_error);
+  o.target_accuracy = 1.5;
+  CHECK_THROWS_AS(trainer.fit(loader, train, o), config_error);
+}
+
+// ---- LabelSmoothing -----------------------------------------------------------------
+namespace {
+// Sees the targets the loss sees (runs after LabelSmoothing on before_loss) and what
+// is left once after_loss has run.
+struct TargetProbe {
+  static constexpr taxonomy tag{component::optimization, action::retrofit};
+  using events = fasttrain::events<event::before_loss>;
+  using runs_after = type_list<methods::LabelSmoothing>;
+  B::matrix seen;
+  B::labels labels;
+  void on_before_loss(auto& ctx) {
+    REQUIRE(ctx.targets.soft != nullptr);
+    seen = *ctx.targets.soft;
+    labels = ctx.batch.labels;
+  }
+};
+struct AfterLossProbe {
+  static constexpr taxonomy tag{component::optimization, action::retrofit};
+  using events = fasttrain::events<event::after_loss>;
+  using runs_before = type_list<methods::LabelSmoothing>;  // so it runs *after* LabelSmoothing on after_loss
+  bool soft_after = true;
+  void on_after_loss(auto& ctx) { soft_after = ctx.targets.soft != nullptr; }
+};
+
+double mean_confidence(Net& net, const data::Dataset& ds) {
+  B::tensor x{ds.features, ds.sample_shape};
+  B::matrix p;
+  B::softmax_columns(net.forward(x, nn::Mode::eval).data, p);
+  return p.colwise().maxCoeff().mean();
+}
+}  // namespace
+
+TEST_CASE("LabelSmoothing: the loss sees (1-s) one-hot + s/K, restored after the loss") {
+  auto train = blobs(12, 1);
+  data::Loader loader(train, {.batch_size = 12, .shuffle = false, .prefetch = 0});
+  Net net;
+  net.reset_parameters(1);
+  Trainer trainer{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}, TargetProbe{}, AfterLossProbe{},
+                  methods::LabelSmoothing{0.3f}};
+  trainer.fit(loader, nullptr, quiet(1_ba));
+  const auto& probe = trainer.method<TargetProbe>();
+  REQUIRE(probe.seen.rows() == 3);
+  REQUIRE(probe.seen.cols() == 12);
+  for (Eigen::Index j = 0; j < 12; ++j)
+    for (Eigen::Index k = 0; k < 3; ++k)
+      CHECK(probe.seen(k, j) == doctest::Approx(k == probe.labels[j] ? 0.7f + 0.1f : 0.1f));
+  CHECK_FALSE(trainer.method<AfterLossProbe>().soft_after);
+  CHECK_THROWS_AS(methods::LabelSmoothing{1.0f}, config_error);
+}
+
+TEST_CASE("LabelSmoothing: trained models are less over-confident") {
+  auto train = blobs(300, 1);
+  auto run = [&](float s) {
+    data::Loader loader(train, {.batch_size = 30, .seed = 1, .prefetch = 0});
+    Net net;
+    net.reset_parameters(4);
+    Trainer trainer{net, optim::SGD{{.lr = 0.1f, .momentum = 0.9f}}, nn::SoftmaxCrossEntropy{},
+                    methods::LabelSmoothing{s}};
+    trainer.fit(loader, nullptr, quiet(30_ep));
+    return mean_confidence(net, train);
+  };
+  const double plain = run(0.f), smoothed = run(0.3f);
+  CHECK(plain > 0.97);
+  // With s = 0.3 the optimum puts 0.8 on the true class.
+  CHECK(smoothed == doctest::Approx(0.8).epsilon(0.05));
+}
+
+// ---- GradientClipping -----------------------------------------------------------------
+namespace {
+struct GradProbe {
+  static constexpr taxonomy tag{component::optimization, action::retrofit};
+  using events = fasttrain::events<event::before_step>;
+  using runs_after = type_list<methods::GradientClipping>;
+  double norm = 0, max_abs = 0;
+  void on_before_step(auto& ctx) {
+    double sq = 0;
+    max_abs = 0;
+    ctx.model.for_each_parameter([&](auto&, auto& g) {
+      sq += B::squared_norm(g);
+      max_abs = std::max<double>(max_abs, B::max_abs(g));
+    });
+    norm = std::sqrt(sq);
+  }
+};
+}  // namespace
+
+TEST_CASE("GradientClipping by norm: the step sees a gradient of norm <= threshold, same direction") {
+  auto train = blobs(30, 1);
+  data::Loader loader(train, {.batch_size = 30, .prefetch = 0});
+  Net a, b;
+  a.reset_parameters(2);
+  b.reset_parameters(2);
+  Trainer plain{a, optim::SGD{{.lr = 0.1f}}, nn::MSE{}, GradProbe{}};
+  plain.fit(loader, nullptr, quiet(1_ba));
+  const double raw = plain.method<GradProbe>().norm;
+  REQUIRE(raw > 0.05);
+  Trainer clipped{b, optim::SGD{{.lr = 0.1f}}, nn::MSE{}, GradProbe{}, methods::GradientClipping::by_norm(0.05f)};
+  clipped.fit(loader, nullptr, quiet(1_ba));
+  CHECK(clipped.method<GradProbe>().norm == doctest::Approx(0.05));
+  CHECK(clipped.method<methods::GradientClipping>().last_norm() == doctest::Approx(raw));
+  // The clipped step is the raw step scaled by 0.05 / raw.
+  a.reset_parameters(2);
+  const B::matrix w0 = a.layer<0>().weight;
+  const B::matrix d_clipped = b.layer<0>().weight - w0;
+  Trainer again{a, optim::SGD{{.lr = 0.1f}}, nn::MSE{}};
+  again.fit(loader, nullptr, quiet(1_ba));
+  const B::matrix d_raw = a.layer<0>().weight - w0;
+  CHECK((d_clipped - d_raw * static_cast<float>(0.05 / raw)).cwiseAbs().maxCoeff() < 1e-6f);
+
+  // Below the threshold nothing changes.
+  Net c;
+  c.reset_parameters(2);
+  Trainer loose{c, optim::SGD{{.lr = 0.1f}}, nn::MSE{}, GradProbe{}, methods::GradientClipping::by_norm(1e3f)};
+  loose.fit(loader, nullptr, quiet(1_ba));
+  CHECK(loose.method<GradProbe>().norm == doctest::Approx(raw));
+}
+
+TEST_CASE("GradientClipping by value clamps every element; bad thresholds are rejected") {
+  auto train = blobs(30, 1);
+  data::Loader loader(train, {.batch_size = 30, .prefetch = 0});
+  Net n;
+  n.reset_parameters(2);
+  Trainer t{n, optim::SGD{{.lr = 0.1f}}, nn::MSE{}, GradProbe{}, methods::GradientClipping::by_value(1e-3f)};
+  t.fit(loader, nullptr, quiet(1_ba));
+  CHECK(t.method<GradProbe>().max_abs == doctest::Approx(1e-3));
+  CHECK_THROWS_AS(methods::GradientClipping::by_norm(0.f), config_error);
+  CHECK_THROWS_AS(methods::GradientClipping::by_value(-1.f), config_error);
+  static_assert(methods::GradientClipping::tag.act == action::restrict);
+  static_assert(methods::LabelSmoothing::tag.comp == component::optimization);
+}
