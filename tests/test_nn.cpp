@@ -291,3 +291,13 @@ TEST_CASE("MSE: value and gradient") {
   mse.backward(g);
   check_against_fd(x.data, g.data, [&] { return double(mse.forward(x, ts)); }, 1e-3);
 }
+
+TEST_CASE("ReLU propagates NaN instead of hiding it (so the Trainer can report it)") {
+  Tensor x;
+  x.resize(Shape(2), 1);
+  x.data << std::nanf(""), -1.f;
+  Tensor y;
+  nn::ReLU{}.forward(x, y, nn::Mode::train);
+  CHECK(std::isnan(y.data(0)));
+  CHECK(y.data(1) == 0.f);
+}

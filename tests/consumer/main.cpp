@@ -1,7 +1,6 @@
 // A tiny outside program: includes fasttrain as an installed/added library would be,
 // does a small computation and checks it. Exit 0 on success, 1 on a wrong result.
-#include <fasttrain/core/time.hpp>
-#include <fasttrain/tensor/eigen.hpp>
+#include <fasttrain/fasttrain.hpp>
 
 #include <cmath>
 #include <cstdio>

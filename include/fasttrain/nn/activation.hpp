@@ -16,9 +16,11 @@ namespace fasttrain::nn {
 namespace ops {
 struct relu {
   static constexpr const char* name = "ReLU";
-  static float f(float x) { return x > 0.f ? x : 0.f; }
+  /// Written so that NaN propagates (NaN < 0 is false): a NaN input must reach the loss
+  /// and be reported, not be silently turned into 0.
+  static float f(float x) { return x < 0.f ? 0.f : x; }
   /// dL/dx from the input x, the output y and dL/dy.
-  static float df(float, float y, float dy) { return y > 0.f ? dy : 0.f; }
+  static float df(float, float y, float dy) { return y <= 0.f ? 0.f : dy; }
 };
 struct tanh {
   static constexpr const char* name = "Tanh";

@@ -58,8 +58,8 @@ class BasicSoftmaxCrossEntropy {
   float forward(const tensor& logits, const Targets<B>& t) {
     detail::check_targets<B>("fasttrain::nn::SoftmaxCrossEntropy", logits, t);
     targets_ = t;
-    B::softmax_columns(logits.data, prob_);
-    const double total = B::cross_entropy_sum(logits.data, t.soft ? nullptr : t.labels, t.soft);
+    B::softmax_columns(logits.data, prob_, &lse_);
+    const double total = B::cross_entropy_sum(logits.data, lse_, t.soft ? nullptr : t.labels, t.soft);
     return static_cast<float>(total / static_cast<double>(logits.batch()));
   }
 
@@ -73,7 +73,7 @@ class BasicSoftmaxCrossEntropy {
   const matrix& probabilities() const { return prob_; }
 
  private:
-  matrix prob_;
+  matrix prob_, lse_;
   Targets<B> targets_;
 };
 using SoftmaxCrossEntropy = BasicSoftmaxCrossEntropy<>;

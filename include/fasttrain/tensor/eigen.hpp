@@ -109,29 +109,31 @@ struct eigen {
   static bool all_finite(const matrix& m) { return m.allFinite(); }
 
   // ---- per-sample (column) operations -----------------------------------------------
-  /// P(:, j) = softmax(Z(:, j)), computed as exp(z - max z) / sum.
-  static void softmax_columns(const matrix& Z, matrix& P) {
+  /// P(:, j) = softmax(Z(:, j)), computed as exp(z - max z) / sum. When `lse` is given it
+  /// receives log(sum exp(Z(:, j))) per column, which cross_entropy_sum reuses.
+  static void softmax_columns(const matrix& Z, matrix& P, matrix* lse = nullptr) {
     P.resize(Z.rows(), Z.cols());
+    if (lse) lse->resize(1, Z.cols());
     for (index j = 0; j < Z.cols(); ++j) {
       const float mx = Z.col(j).maxCoeff();
       P.col(j) = (Z.col(j).array() - mx).exp();
-      P.col(j) /= P.col(j).sum();
+      const float s = P.col(j).sum();
+      P.col(j) /= s;
+      if (lse) (*lse)(0, j) = mx + std::log(s);
     }
   }
 
   /// sum over samples j of -sum_k t_kj log softmax(Z(:, j))_k, with t the one-hot labels
-  /// or the dense `soft` targets. log softmax is z - max - log(sum exp(z - max)): no
-  /// overflow, and no log(0) when a probability underflows.
-  static double cross_entropy_sum(const matrix& Z, const labels* lab, const matrix* soft) {
+  /// or the dense `soft` targets, given lse = log(sum exp(Z(:, j))) from softmax_columns.
+  /// log softmax is z - lse, with lse computed max-shifted: no overflow, and no log(0)
+  /// when a probability underflows.
+  static double cross_entropy_sum(const matrix& Z, const matrix& lse, const labels* lab, const matrix* soft) {
     double total = 0.0;
     for (index j = 0; j < Z.cols(); ++j) {
-      const auto z = Z.col(j);
-      const float mx = z.maxCoeff();
-      const float lse = mx + std::log((z.array() - mx).exp().sum());
       if (soft)
-        total -= (soft->col(j).array() * (z.array() - lse)).sum();
+        total -= (soft->col(j).array() * (Z.col(j).array() - lse(0, j))).sum();
       else
-        total -= z((*lab)[static_cast<std::size_t>(j)]) - lse;
+        total -= Z((*lab)[static_cast<std::size_t>(j)], j) - lse(0, j);
     }
     return total;
   }

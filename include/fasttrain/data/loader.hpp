@@ -1,0 +1,251 @@
+// fasttrain/data/loader.hpp -- deterministic shuffled minibatches, prepared ahead by a background thread.
+//
+//   data::Loader loader(train, {.batch_size = 128, .shuffle = true, .seed = 1, .prefetch = 2});
+//   data::Batch<> batch;
+//   for (std::int64_t epoch = 0; epoch < epochs; ++epoch) {
+//     loader.start_epoch(epoch);
+//     while (loader.next(batch)) step(batch.inputs, batch.labels);
+//   }
+//
+// The sample order of an epoch is a pure function of (seed, epoch): the identity
+// permutation shuffled by Rng::derive(seed, epoch), or the identity when shuffle is off.
+// So a run can resume at any epoch and reproduce it bitwise, and prefetch = 0 (no thread)
+// yields exactly the batches prefetch = 2 does.
+//
+// With prefetch = P > 0 a worker thread gathers the next P batches (one memcpy per sample)
+// into a ring of P batch slots while the caller trains on the current one; next() swaps
+// a ready slot's buffers with the caller's batch, so after warm-up no batch allocates.
+// start_epoch() may be called at any point (mid-epoch too): the batches of the previous
+// epoch still in flight are discarded. An exception in the worker is rethrown by next().
+//
+// The Loader keeps a reference to the Dataset: the dataset must outlive it and must not
+// be modified while an epoch is in flight (between start_epoch() and the next() that
+// returns false). The worker starts gathering only at start_epoch() (or the first next()).
+#pragma once
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "fasttrain/core/error.hpp"
+#include "fasttrain/core/rng.hpp"
+#include "fasttrain/data/dataset.hpp"
+
+namespace fasttrain::data {
+
+struct LoaderOptions {
+  std::int64_t batch_size = 128;
+  bool shuffle = true;      ///< a new permutation every epoch; false: dataset order
+  std::uint64_t seed = 0;
+  bool drop_last = false;   ///< drop the last, smaller batch of an epoch
+  int prefetch = 2;         ///< batches prepared ahead by a background thread; 0 = no thread
+};
+
+class Loader {
+ public:
+  /// Keeps a reference to `ds`. Throws config_error for batch_size < 1, prefetch < 0, an
+  /// empty dataset, or drop_last with batch_size > size (an epoch of zero batches);
+  /// data_error when the dataset is inconsistent (Dataset::validate).
+  explicit Loader(const Dataset& ds, LoaderOptions opt = {}) : ds_(ds), opt_(opt) {
+    using fasttrain::detail::require;
+    const std::string who = "data::Loader(" + (ds.name.empty() ? std::string("dataset") : ds.name) + ")";
+    require(opt.batch_size >= 1, who, ": batch_size must be >= 1, got ", opt.batch_size);
+    require(opt.prefetch >= 0, who, ": prefetch must be >= 0 (0 = no background thread), got ", opt.prefetch);
+    require(ds.size() > 0, who, ": the dataset is empty");
+    require(!opt.drop_last || opt.batch_size <= ds.size(), who, ": drop_last with batch_size ", opt.batch_size,
+            " larger than the dataset (", ds.size(), " samples) leaves no batch in an epoch");
+    ds.validate();
+    n_ = ds.size();
+    sample_size_ = static_cast<std::int64_t>(ds.features.rows());
+    nb_ = opt.drop_last ? n_ / opt.batch_size : (n_ + opt.batch_size - 1) / opt.batch_size;
+    if (opt.prefetch > 0) {
+      slots_.resize(static_cast<std::size_t>(std::min<std::int64_t>(opt.prefetch, nb_)));
+      worker_ = std::thread([this] { produce(); });
+    }
+  }
+
+  /// A Loader keeps a reference to its dataset, so a temporary one would dangle.
+  Loader(Dataset&&, LoaderOptions = {}) = delete;
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  /// Stops and joins the worker; safe at any point, mid-epoch included.
+  ~Loader() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    producer_cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+  }
+
+  /// Batches per epoch: ceil(size / batch_size), or floor with drop_last.
+  std::int64_t batches_per_epoch() const { return nb_; }
+  /// Samples per epoch: size, or batches_per_epoch * batch_size with drop_last.
+  std::int64_t samples_per_epoch() const { return opt_.drop_last ? nb_ * opt_.batch_size : n_; }
+  const Dataset& dataset() const { return ds_; }
+  const LoaderOptions& options() const { return opt_; }
+
+  /// Begins epoch `epoch` (>= 0): its order is Rng::derive(seed, epoch).shuffle of 0..N-1
+  /// (identity when shuffle is off). Cancels whatever is left of the previous epoch.
+  void start_epoch(std::int64_t epoch) {
+    fasttrain::detail::require(epoch >= 0, "data::Loader::start_epoch: epoch must be >= 0, got ", epoch);
+    make_order(epoch, order_);
+    if (worker_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        ++generation_;
+        pending_order_.swap(order_);  // the worker takes it; order_ becomes scratch
+        for (auto& s : slots_)
+          if (s.state == Slot::ready) s.state = Slot::empty;
+        error_ = nullptr;
+      }
+      producer_cv_.notify_one();
+    }
+    started_ = true;
+    consumed_ = 0;
+  }
+
+  /// Hands out the next batch of the epoch in `out` (its previous buffers are recycled);
+  /// returns false once the epoch is exhausted (until the next start_epoch). Calling next()
+  /// before any start_epoch starts epoch 0. Rethrows an exception raised while preparing
+  /// the batch.
+  bool next(Batch<>& out) {
+    if (!started_) start_epoch(0);
+    if (consumed_ >= nb_) return false;
+    if (!worker_.joinable()) {
+      gather(order_, consumed_, out);
+      ++consumed_;
+      return true;
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    Slot& s = slots_[static_cast<std::size_t>(consumed_ % static_cast<std::int64_t>(slots_.size()))];
+    consumer_cv_.wait(lk, [&] { return s.state == Slot::ready || error_ != nullptr; });
+    if (s.state != Slot::ready) std::rethrow_exception(error_);
+    swap_batches(out, s.batch);
+    s.state = Slot::empty;
+    ++consumed_;
+    lk.unlock();
+    producer_cv_.notify_one();
+    return true;
+  }
+
+ private:
+  struct Slot {
+    enum State { empty, filling, ready };
+    Batch<> batch;
+    State state = empty;
+  };
+
+  static void swap_batches(Batch<>& a, Batch<>& b) {
+    a.inputs.data.swap(b.inputs.data);
+    std::swap(a.inputs.shape, b.inputs.shape);
+    a.labels.swap(b.labels);
+    a.indices.swap(b.indices);
+  }
+
+  void make_order(std::int64_t epoch, std::vector<std::int64_t>& order) const {
+    order.resize(static_cast<std::size_t>(n_));
+    std::iota(order.begin(), order.end(), std::int64_t{0});
+    if (opt_.shuffle) Rng::derive(opt_.seed, static_cast<std::uint64_t>(epoch)).shuffle(order.begin(), order.end());
+  }
+
+  // Fills `b` with batch `k` of the epoch whose order is `order`. Reads only the dataset
+  // and `order`; called by the worker (prefetch > 0) or by next() (prefetch = 0).
+  void gather(const std::vector<std::int64_t>& order, std::int64_t k, Batch<>& b) const {
+    if (ds_.size() != n_ || static_cast<std::int64_t>(ds_.labels.size()) != n_ ||
+        static_cast<std::int64_t>(ds_.features.rows()) != sample_size_)
+      throw data_error(ds_.name.empty() ? std::string("<unnamed dataset>") : ds_.name,
+                       fasttrain::detail::cat("changed size while a Loader was using it (was ", n_, " samples of ",
+                                              sample_size_, ", now ", ds_.size(), " samples of ",
+                                              static_cast<std::int64_t>(ds_.features.rows()), ")"));
+    const std::int64_t first = k * opt_.batch_size;
+    const std::int64_t count = std::min(opt_.batch_size, n_ - first);
+    b.inputs.resize(ds_.sample_shape, static_cast<Eigen::Index>(count));
+    b.labels.resize(static_cast<std::size_t>(count));
+    b.indices.resize(static_cast<std::size_t>(count));
+    const float* src = ds_.features.data();
+    float* dst = b.inputs.data.data();
+    const auto bytes = static_cast<std::size_t>(sample_size_) * sizeof(float);
+    for (std::int64_t j = 0; j < count; ++j) {
+      const std::int64_t i = order[static_cast<std::size_t>(first + j)];
+      std::memcpy(dst + j * sample_size_, src + i * sample_size_, bytes);
+      b.labels[static_cast<std::size_t>(j)] = ds_.labels[static_cast<std::size_t>(i)];
+      b.indices[static_cast<std::size_t>(j)] = i;
+    }
+  }
+
+  // The worker: fills slot k % P with batch k of the newest epoch, in order, as slots free up.
+  void produce() {
+    std::vector<std::int64_t> order;
+    std::uint64_t gen = 0;  // 0: no epoch yet
+    std::int64_t k = 0;
+    bool failed = false;
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      producer_cv_.wait(lk, [&] {
+        return stop_ || generation_ != gen ||
+               (gen != 0 && !failed && k < nb_ && slots_[static_cast<std::size_t>(k % static_cast<std::int64_t>(slots_.size()))].state == Slot::empty);
+      });
+      if (stop_) return;
+      if (generation_ != gen) {  // a new epoch: take its order, start at batch 0
+        gen = generation_;
+        order.swap(pending_order_);
+        k = 0;
+        failed = false;
+        continue;
+      }
+      Slot& s = slots_[static_cast<std::size_t>(k % static_cast<std::int64_t>(slots_.size()))];
+      s.state = Slot::filling;
+      const std::int64_t batch = k++;
+      lk.unlock();
+      std::exception_ptr err;
+      try {
+        gather(order, batch, s.batch);
+      } catch (...) {
+        err = std::current_exception();
+      }
+      lk.lock();
+      if (generation_ != gen) {  // the epoch was cancelled while we filled: discard
+        s.state = Slot::empty;
+        continue;
+      }
+      if (err) {
+        s.state = Slot::empty;
+        error_ = err;
+        failed = true;
+      } else {
+        s.state = Slot::ready;
+      }
+      consumer_cv_.notify_one();
+    }
+  }
+
+  const Dataset& ds_;
+  LoaderOptions opt_;
+  std::int64_t n_ = 0, nb_ = 0, sample_size_ = 0;
+
+  // Owned by the calling thread.
+  bool started_ = false;
+  std::int64_t consumed_ = 0;         // batches handed out this epoch
+  std::vector<std::int64_t> order_;   // the epoch's order (prefetch = 0) or scratch
+
+  // Shared with the worker, guarded by mu_ (a slot's batch belongs to the worker while
+  // `filling`, to whoever holds mu_ otherwise).
+  std::mutex mu_;
+  std::condition_variable producer_cv_, consumer_cv_;
+  std::vector<Slot> slots_;
+  std::vector<std::int64_t> pending_order_;
+  std::uint64_t generation_ = 0;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::thread worker_;  // last: started after everything above is constructed
+};
+
+}  // namespace fasttrain::data
