@@ -99,8 +99,13 @@ TEST_CASE("Linear: a sample of the wrong size is a shape_error naming the layer"
     fc.forward(x, y, nn::Mode::train);
   } catch (const shape_error& e) {
     CHECK(std::string(e.what()).find("Linear<4,2>") != std::string::npos);
-    CHECK(std::string(e.what()).find("expected size 4") != std::string::npos);
+    CHECK(std::string(e.what()).find("has 5 values per sample") != std::string::npos);
+    CHECK(std::string(e.what()).find("expected 4") != std::string::npos);
   }
+  // A tensor whose declared shape lies about its data is caught too (never read past the data).
+  Tensor liar = random_tensor(3, 2, 4);
+  liar.shape = Shape(4);
+  CHECK_THROWS_AS(fc.forward(liar, y, nn::Mode::train), shape_error);
 }
 
 TEST_CASE("activations: gradients match finite differences") {
@@ -300,4 +305,46 @@ TEST_CASE("ReLU propagates NaN instead of hiding it (so the Trainer can report i
   nn::ReLU{}.forward(x, y, nn::Mode::train);
   CHECK(std::isnan(y.data(0)));
   CHECK(y.data(1) == 0.f);
+}
+
+TEST_CASE("Sequential: a fresh network is initialised (seed 0), never all-zero") {
+  nn::Sequential<nn::Linear<8, 4>, nn::ReLU, nn::Linear<4, 2>> a, b;
+  CHECK(a.layer<0>().weight.cwiseAbs().maxCoeff() > 0.f);
+  CHECK(a.layer<0>().weight == b.layer<0>().weight);
+}
+
+TEST_CASE("Sequential: backward needs a training-mode forward of the same batch") {
+  nn::Sequential<nn::Linear<3, 2>> net;
+  Tensor x = random_tensor(3, 4, 1), dy = random_tensor(2, 4, 2);
+  CHECK_THROWS_AS(net.backward(dy), std::logic_error);  // no forward yet
+  net.forward(x, nn::Mode::eval);
+  CHECK_THROWS_AS(net.backward(dy), std::logic_error);  // eval forwards keep nothing
+  net.forward(x, nn::Mode::train);
+  Tensor wrong = random_tensor(2, 5, 3);
+  CHECK_THROWS_AS(net.backward(wrong), shape_error);
+  net.backward(dy);
+  CHECK(net.layer<0>().weight_grad.cwiseAbs().maxCoeff() > 0.f);
+}
+
+TEST_CASE("Sequential: parameter-free layers first (Flatten, Dropout) still give exact gradients") {
+  using Net = nn::Sequential<nn::Flatten, nn::Tanh, nn::Linear<6, 3>, nn::ReLU, nn::Linear<3, 2>>;
+  static_assert(Net::has_parameters);
+  static_assert(!nn::Sequential<nn::Flatten, nn::ReLU>::has_parameters);
+  Net net;
+  Tensor x;
+  x.resize(Shape(1, 2, 3), 4);
+  Rng rng(8);
+  B::fill_normal(x.data, 0.f, 1.f, rng);
+  B::labels labels{0, 1, 1, 0};
+  nn::MSE loss;
+  nn::Targets<B> t{&labels, nullptr};
+  auto eval_loss = [&] { return static_cast<double>(loss.forward(net.forward(x, nn::Mode::train), t)); };
+  eval_loss();
+  Tensor g;
+  loss.backward(g);
+  net.backward(g);
+  std::vector<Mat> grads;
+  net.for_each_parameter([&](Mat&, Mat& gr) { grads.push_back(gr); });
+  std::size_t i = 0;
+  net.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], eval_loss, 1e-3, 2e-2); });
 }

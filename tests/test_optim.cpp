@@ -162,3 +162,23 @@ TEST_CASE("schedules reject impossible parameters") {
   CHECK_THROWS_AS(schedule::linear_warmup(0_ep), config_error);
   CHECK_THROWS_AS(schedule::one_cycle(1.5f), config_error);
 }
+
+TEST_CASE("an optimizer refuses a model that does not match its state, until reset()") {
+  auto a = make(1.f, 1.f);
+  OneParam big;
+  big.p = Mat::Ones(2, 3);
+  big.g = Mat::Ones(2, 3);
+  optim::SGD sgd{{.lr = 0.1f, .momentum = 0.9f}};
+  sgd.step(a);
+  CHECK_THROWS_WITH_AS(sgd.step(big), doctest::Contains("do not match the optimizer's state"), config_error);
+  sgd.reset();
+  sgd.step(big);
+  CHECK(big.p(0) == doctest::Approx(0.9f));
+  optim::AdamW adam{{.lr = 0.1f}};
+  adam.step(a);
+  CHECK_THROWS_AS(adam.step(big), config_error);
+  CHECK(adam.steps() == 1);
+  OneParam nograd;
+  nograd.p = Mat::Ones(2, 2);
+  CHECK_THROWS_WITH_AS(optim::SGD{}.step(nograd), doctest::Contains("no backward pass"), shape_error);
+}

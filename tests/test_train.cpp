@@ -359,3 +359,57 @@ TEST_CASE("GradientClipping by value clamps every element; bad thresholds are re
   static_assert(methods::GradientClipping::tag.act == action::restrict);
   static_assert(methods::LabelSmoothing::tag.comp == component::optimization);
 }
+
+TEST_CASE("LabelSmoothing: a label outside the model's classes is a clear error, not a heap overflow") {
+  B::labels bad{1, 11};
+  B::matrix out;
+  CHECK_THROWS_WITH_AS(methods::smooth_labels<B>(bad, 10, 0.1f, out), doctest::Contains("label 11 at batch index 1"),
+                       shape_error);
+}
+
+TEST_CASE("fit checks the data against the model before training") {
+  auto train = blobs(30, 1);
+  data::Loader loader(train, {.batch_size = 10, .prefetch = 0});
+  Net net;
+  Trainer trainer{net, optim::SGD{}, nn::SoftmaxCrossEntropy{}};
+  data::Dataset wide = blobs(10, 2);
+  wide.features = B::matrix::Zero(7, 10);
+  wide.sample_shape = Shape(7);
+  CHECK_THROWS_WITH_AS(trainer.fit(loader, wide, quiet(1_ep)), doctest::Contains("does not fit the model"), shape_error);
+  data::Dataset many = blobs(10, 2);
+  many.num_classes = 5;
+  CHECK_THROWS_WITH_AS(trainer.fit(loader, many, quiet(1_ep)), doctest::Contains("5 classes"), shape_error);
+  data::Dataset empty = blobs(10, 2);
+  empty.features.resize(4, 0);
+  empty.labels.clear();
+  CHECK_THROWS_WITH_AS(trainer.fit(loader, empty, quiet(1_ep)), doctest::Contains("is empty"), config_error);
+  CHECK(trainer.time().batch == 0);  // nothing was trained
+}
+
+TEST_CASE("each fit() is a new run: Time and optimizer state start afresh, weights carry over") {
+  auto train = blobs(40, 1);
+  data::Loader loader(train, {.batch_size = 10, .prefetch = 0});
+  Net a;
+  a.reset_parameters(3);
+  Trainer twice{a, optim::AdamW{{.lr = 0.01f}}, nn::SoftmaxCrossEntropy{}};
+  twice.fit(loader, nullptr, quiet(1_ep));
+  Net b = a;  // the weights after the first run
+  const auto r = twice.fit(loader, nullptr, quiet(1_ep));
+  CHECK(r.steps == 4);
+  CHECK(twice.optimizer().steps() == 4);  // not 8: the moments were reset
+  // The second run equals a fresh optimizer started from the first run's weights.
+  Trainer fresh{b, optim::AdamW{{.lr = 0.01f}}, nn::SoftmaxCrossEntropy{}};
+  fresh.fit(loader, nullptr, quiet(1_ep));
+  CHECK(a.layer<0>().weight == b.layer<0>().weight);
+  CHECK(a.layer<2>().bias == b.layer<2>().bias);
+}
+
+TEST_CASE("a NaN in the data is reported as such, with the dataset index") {
+  auto train = blobs(20, 1);
+  train.features(2, 13) = std::nanf("");
+  data::Loader loader(train, {.batch_size = 20, .shuffle = false, .prefetch = 0});
+  Net net;
+  Trainer trainer{net, optim::SGD{}, nn::SoftmaxCrossEntropy{}};
+  CHECK_THROWS_WITH_AS(trainer.fit(loader, nullptr, quiet(1_ep)), doctest::Contains("dataset index 13"),
+                       divergence_error);
+}

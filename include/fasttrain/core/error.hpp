@@ -5,8 +5,10 @@
 // std::invalid_argument, so a plain `catch (const std::exception&)` sees them.
 #pragma once
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace fasttrain {
 
@@ -47,10 +49,16 @@ template <class... Parts>
 std::string cat(const Parts&... parts) {
   std::string s;
   auto add = [&s](const auto& p) {
-    if constexpr (std::is_arithmetic_v<std::decay_t<decltype(p)>>)
+    using T = std::decay_t<decltype(p)>;
+    if constexpr (std::is_floating_point_v<T>) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(p));
+      s += buf;
+    } else if constexpr (std::is_arithmetic_v<T>) {
       s += std::to_string(p);
-    else
+    } else {
       s += p;
+    }
   };
   (add(parts), ...);
   return s;

@@ -50,8 +50,9 @@ class Rng {
   float uniform() { return static_cast<float>((*this)() >> 40) * 0x1.0p-24f; }
   float uniform(float lo, float hi) { return lo + (hi - lo) * uniform(); }
 
-  /// Uniform integer in [0, n) without modulo bias (Lemire's method), n > 0.
+  /// Uniform integer in [0, n) without modulo bias (Lemire's method); 0 when n == 0.
   std::uint64_t below(std::uint64_t n) {
+    if (n == 0) return 0;
     std::uint64_t x = (*this)();
     __uint128_t m = static_cast<__uint128_t>(x) * n;
     auto low = static_cast<std::uint64_t>(m);

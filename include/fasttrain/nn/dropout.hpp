@@ -6,6 +6,7 @@
 // reset_parameters (from the model's seed), so runs are reproducible.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 
 #include "fasttrain/nn/layer.hpp"
@@ -24,7 +25,7 @@ class BasicDropout : public parameterless {
   using rebind = BasicDropout<B2>;
 
   explicit BasicDropout(float p = 0.5f) : p_(p) {
-    detail::require(p >= 0.f && p < 1.f, "fasttrain::nn::Dropout: drop probability p must be in [0, 1), got ",
+    fasttrain::detail::require(p >= 0.f && p < 1.f, "fasttrain::nn::Dropout: drop probability p must be in [0, 1), got ",
                     p);
   }
 
@@ -38,6 +39,7 @@ class BasicDropout : public parameterless {
     y.resize(x.shape, x.batch());
     if (mode == Mode::eval || p_ == 0.f) {
       y.data = x.data;
+      mask_.resize(0, 0);  // no mask: backward of an eval forward is refused below
       return;
     }
     mask_.resize(x.data.rows(), x.data.cols());
@@ -52,6 +54,8 @@ class BasicDropout : public parameterless {
       dx->data = dy.data;
       return;
     }
+    if (mask_.rows() != dy.data.rows() || mask_.cols() != dy.data.cols())
+      throw std::logic_error("fasttrain::nn::Dropout: backward does not match the last training-mode forward");
     B::apply([](const float& dyi, const float& mi, float& dxi) { dxi = dyi * mi; }, dy.data, mask_, dx->data);
   }
 

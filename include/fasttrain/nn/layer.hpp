@@ -14,6 +14,7 @@
 //   void parameter_names(std::vector<std::string>& out, const std::string& prefix) const;
 //   void reset_parameters(Rng& rng);              // initialise parameters / reseed layer RNGs
 //   template <class B2> using rebind = ...;       // the same layer on another backend
+//   static constexpr bool has_parameters;         // false lets Sequential skip its backward
 //
 // `nn::Sequential` checks at compile time that static feature sizes of consecutive
 // layers fit, and owns the activation buffers so a training step allocates nothing
@@ -37,6 +38,7 @@ enum class Mode { train, eval };
 
 /// Layers without parameters inherit these no-ops.
 struct parameterless {
+  static constexpr bool has_parameters = false;
   template <class F>
   void for_each_parameter(F&&) {}
   void parameter_names(std::vector<std::string>&, const std::string&) const {}

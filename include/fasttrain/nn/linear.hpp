@@ -25,6 +25,7 @@ class Linear {
   using tensor = typename B::tensor;
   static constexpr std::int64_t in_features = In;
   static constexpr std::int64_t out_features = Out;
+  static constexpr bool has_parameters = true;
   template <class B2>
   using rebind = Linear<In, Out, B2>;
 
@@ -45,7 +46,10 @@ class Linear {
   }
 
   void forward(const tensor& x, tensor& y, Mode) {
-    if (x.sample_size() != In) (void)output_shape(x.shape);
+    if (x.sample_size() != In || x.shape.size() != In)
+      throw shape_error(name() + ": input batch has " + std::to_string(x.sample_size()) +
+                        " values per sample (declared sample shape " + x.shape.str() + "), expected " +
+                        std::to_string(In));
     y.shape = Shape(Out);
     B::gemm(false, false, 1.f, weight, x.data, 0.f, y.data);
     B::add_bias(y.data, bias);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <stdexcept>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -37,6 +38,13 @@ struct check_link {
 template <class... Ls>
 struct chain {
   static constexpr std::size_t size = sizeof...(Ls);
+  static constexpr std::array<bool, size> params{Ls::has_parameters...};
+  /// Does any layer in [0, i) have parameters? (Then layer i must pass a gradient back.)
+  static constexpr bool params_before(std::size_t i) {
+    for (std::size_t j = 0; j < i; ++j)
+      if (params[j]) return true;
+    return false;
+  }
   static constexpr std::array<std::int64_t, size> ins{Ls::in_features...};
   static constexpr std::array<std::int64_t, size> outs{Ls::out_features...};
   /// The static feature count produced by layers [0, i), or `any`.
@@ -75,10 +83,14 @@ class Sequential {
   static constexpr std::int64_t in_features = chain::first_in();
   static constexpr std::int64_t out_features = chain::produced_before(N);
   static constexpr std::size_t num_layers = N;
+  static constexpr bool has_parameters = chain::params_before(N);
   template <class B2>
   using rebind = Sequential<typename Layers::template rebind<B2>...>;
 
-  Sequential() = default;
+  /// Default construction initialises every layer from seed 0, so a network is never
+  /// silently all-zero; call reset_parameters(seed) to choose the seed.
+  Sequential() { reset_parameters(std::uint64_t{0}); }
+  /// Takes layers as they are (their parameters are not re-initialised).
   explicit Sequential(Layers... layers) : layers_(std::move(layers)...) {}
 
   static std::string name() {
@@ -100,24 +112,33 @@ class Sequential {
   }
 
   /// Runs every layer; returns the last layer's output (owned by this network).
+  /// `x` must stay alive and unchanged until backward() when mode is train.
   const tensor& forward(const tensor& x, Mode mode) {
-    input_ = &x;
+    input_ = mode == Mode::train ? &x : nullptr;
     forward_from<0>(x, mode);
     return outputs_[N - 1];
   }
 
-  /// Backpropagates dL/d(output) of the last forward(); fills every parameter gradient.
-  /// The gradient with respect to the network's input is not computed (nobody needs it).
-  void backward(const tensor& dy) { backward_impl(*input_, outputs_[N - 1], dy, nullptr); }
+  /// Backpropagates dL/d(output) of the last training-mode forward(); writes every
+  /// parameter gradient. Gradients are propagated only as far back as the first layer
+  /// with parameters: nothing before it, and not to the network's input, is computed.
+  void backward(const tensor& dy) {
+    if (!input_)
+      throw std::logic_error(name() + "::backward: no training-mode forward() to backpropagate through");
+    const tensor& y = outputs_[N - 1];
+    if (dy.data.rows() != y.data.rows() || dy.data.cols() != y.data.cols())
+      throw shape_error(name() + "::backward: gradient is " + std::to_string(dy.data.rows()) + "x" +
+                        std::to_string(dy.data.cols()) + ", the last output is " + std::to_string(y.data.rows()) +
+                        "x" + std::to_string(y.data.cols()));
+    backward_step<N - 1>(*input_, dy, nullptr);
+  }
 
   // ---- the layer contract, so that networks nest ------------------------------------
   void forward(const tensor& x, tensor& y, Mode mode) {
     forward(x, mode);
     y = outputs_[N - 1];
   }
-  void backward(const tensor& x, const tensor& y, const tensor& dy, tensor* dx) {
-    backward_impl(x, y, dy, dx);
-  }
+  void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) { backward_step<N - 1>(x, dy, dx); }
 
   template <class F>
   void for_each_parameter(F&& f) {
@@ -164,16 +185,18 @@ class Sequential {
     if constexpr (I + 1 < N) forward_from<I + 1>(outputs_[I], mode);
   }
 
-  void backward_impl(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
-    backward_step<N - 1>(x, dy, dx);
-  }
-  // grads_[i] holds dL/d(outputs_[i]); layer I reads dL/d(its output) and writes dL/d(its input).
+  // grads_[i] holds dL/d(outputs_[i]); layer I reads dL/d(its output) and writes dL/d(its
+  // input) only when someone needs it: a layer with parameters before it, or the caller
+  // (dx != nullptr, when this network is nested in another).
   template <std::size_t I>
   void backward_step(const tensor& x, const tensor& dy, tensor* dx) {
-    const tensor& in = I == 0 ? x : outputs_[I == 0 ? 0 : I - 1];
-    tensor* din = I == 0 ? dx : &grads_[I == 0 ? 0 : I - 1];
-    std::get<I>(layers_).backward(in, outputs_[I], dy, din);
-    if constexpr (I > 0) backward_step<I - 1>(x, grads_[I - 1], dx);
+    if constexpr (I == 0) {
+      std::get<0>(layers_).backward(x, outputs_[0], dy, dx);
+    } else {
+      const bool more = chain::params_before(I) || dx != nullptr;
+      std::get<I>(layers_).backward(outputs_[I - 1], outputs_[I], dy, more ? &grads_[I - 1] : nullptr);
+      if (more) backward_step<I - 1>(x, grads_[I - 1], dx);
+    }
   }
 
   std::tuple<Layers...> layers_;

@@ -33,12 +33,12 @@ class BasicAdamW {
   using options_type = AdamWOptions;
 
   explicit BasicAdamW(AdamWOptions o = {}) : opt_(o) {
-    detail::require(o.lr > 0 && std::isfinite(o.lr), "fasttrain::optim::AdamW: lr must be positive and finite, got ",
+    fasttrain::detail::require(o.lr > 0 && std::isfinite(o.lr), "fasttrain::optim::AdamW: lr must be positive and finite, got ",
                     o.lr);
-    detail::require(o.beta1 >= 0 && o.beta1 < 1, "fasttrain::optim::AdamW: beta1 must be in [0, 1), got ", o.beta1);
-    detail::require(o.beta2 >= 0 && o.beta2 < 1, "fasttrain::optim::AdamW: beta2 must be in [0, 1), got ", o.beta2);
-    detail::require(o.eps > 0, "fasttrain::optim::AdamW: eps must be positive, got ", o.eps);
-    detail::require(o.weight_decay >= 0 && o.weight_decay < 1,
+    fasttrain::detail::require(o.beta1 >= 0 && o.beta1 < 1, "fasttrain::optim::AdamW: beta1 must be in [0, 1), got ", o.beta1);
+    fasttrain::detail::require(o.beta2 >= 0 && o.beta2 < 1, "fasttrain::optim::AdamW: beta2 must be in [0, 1), got ", o.beta2);
+    fasttrain::detail::require(o.eps > 0, "fasttrain::optim::AdamW: eps must be positive, got ", o.eps);
+    fasttrain::detail::require(o.weight_decay >= 0 && o.weight_decay < 1,
                     "fasttrain::optim::AdamW: weight_decay must be in [0, 1), got ", o.weight_decay);
   }
 
@@ -49,17 +49,23 @@ class BasicAdamW {
 
   template <class Model>
   void step(Model& model, float multiplier = 1.f) {
-    ++t_;
+    const std::int64_t t = t_ + 1;
     const float b1 = opt_.beta1, b2 = opt_.beta2, eps = opt_.eps;
-    const float c1 = 1.f / (1.f - std::pow(b1, static_cast<float>(t_)));
-    const float c2 = 1.f / (1.f - std::pow(b2, static_cast<float>(t_)));
+    const float c1 = 1.f / (1.f - std::pow(b1, static_cast<float>(t)));
+    const float c2 = 1.f / (1.f - std::pow(b2, static_cast<float>(t)));
     const float lr = opt_.lr * multiplier, decay = multiplier * opt_.weight_decay;
+    const bool first = m1_.empty();
     std::size_t i = 0;
     model.for_each_parameter([&](matrix& p, matrix& g) {
-      if (i == m1_.size()) {
+      if (g.rows() != p.rows() || g.cols() != p.cols())
+        throw shape_error(fasttrain::detail::cat("fasttrain::optim::AdamW: gradient ", i, " is ", g.rows(), "x",
+                                                 g.cols(), " but its parameter is ", p.rows(), "x", p.cols(),
+                                                 " (no backward pass before the step?)"));
+      if (first) {
         m1_.push_back(matrix::Zero(p.rows(), p.cols()));
         m2_.push_back(matrix::Zero(p.rows(), p.cols()));
       }
+      if (i >= m1_.size() || m1_[i].rows() != p.rows() || m1_[i].cols() != p.cols()) throw state_mismatch(i);
       B::apply([=](float& pi, const float& gi, float& mi, float& vi) {
         mi = b1 * mi + (1.f - b1) * gi;
         vi = b2 * vi + (1.f - b2) * gi * gi;
@@ -67,12 +73,27 @@ class BasicAdamW {
       }, p, g, m1_[i], m2_[i]);
       ++i;
     });
+    if (i != m1_.size()) throw state_mismatch(i);
+    t_ = t;
+  }
+
+  /// Forgets the moments and the step count.
+  void reset() {
+    m1_.clear();
+    m2_.clear();
+    t_ = 0;
   }
 
   std::vector<matrix>& first_moments() { return m1_; }
   std::vector<matrix>& second_moments() { return m2_; }
 
  private:
+  config_error state_mismatch(std::size_t i) const {
+    return config_error(fasttrain::detail::cat(
+        "fasttrain::optim::AdamW: the model's parameters do not match the optimizer's state (at parameter ", i,
+        "); an optimizer steps one model; call reset() before using it with another"));
+  }
+
   AdamWOptions opt_;
   std::int64_t t_ = 0;
   std::vector<matrix> m1_, m2_;

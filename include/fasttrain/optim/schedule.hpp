@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
+#include <utility>
 #include <numbers>
 
 #include "fasttrain/core/error.hpp"
@@ -29,8 +31,8 @@ struct step {
   Duration every;
   float gamma = 0.1f;
   step(Duration every_, float gamma_ = 0.1f) : every(every_), gamma(gamma_) {
-    detail::require(every.value > 0, "fasttrain::schedule::step: `every` must be positive, got ", every.str());
-    detail::require(gamma > 0 && gamma <= 1, "fasttrain::schedule::step: gamma must be in (0, 1], got ", gamma);
+    fasttrain::detail::require(every.value > 0, "fasttrain::schedule::step: `every` must be positive, got ", every.str());
+    fasttrain::detail::require(gamma > 0 && gamma <= 1, "fasttrain::schedule::step: gamma must be in (0, 1], got ", gamma);
   }
   float operator()(const Time& t) const {
     return std::pow(gamma, static_cast<float>(std::floor(t.ratio(every))));
@@ -41,7 +43,7 @@ struct step {
 struct cosine {
   float alpha_f = 0.f;
   explicit cosine(float alpha_f_ = 0.f) : alpha_f(alpha_f_) {
-    detail::require(alpha_f >= 0 && alpha_f <= 1, "fasttrain::schedule::cosine: alpha_f must be in [0, 1], got ",
+    fasttrain::detail::require(alpha_f >= 0 && alpha_f <= 1, "fasttrain::schedule::cosine: alpha_f must be in [0, 1], got ",
                     alpha_f);
   }
   float operator()(const Time& t) const {
@@ -55,8 +57,8 @@ struct linear_warmup {
   Duration duration;
   float start = 0.f;
   linear_warmup(Duration d, float start_ = 0.f) : duration(d), start(start_) {
-    detail::require(d.value > 0, "fasttrain::schedule::linear_warmup: duration must be positive, got ", d.str());
-    detail::require(start >= 0 && start <= 1, "fasttrain::schedule::linear_warmup: start must be in [0, 1], got ",
+    fasttrain::detail::require(d.value > 0, "fasttrain::schedule::linear_warmup: duration must be positive, got ", d.str());
+    fasttrain::detail::require(start >= 0 && start <= 1, "fasttrain::schedule::linear_warmup: start must be in [0, 1], got ",
                     start);
   }
   float operator()(const Time& t) const {
@@ -74,9 +76,9 @@ struct one_cycle {
   float final_div_factor = 1e4f;
   explicit one_cycle(float pct_start_ = 0.3f, float div_factor_ = 25.f, float final_div_factor_ = 1e4f)
       : pct_start(pct_start_), div_factor(div_factor_), final_div_factor(final_div_factor_) {
-    detail::require(pct_start > 0 && pct_start < 1, "fasttrain::schedule::one_cycle: pct_start must be in (0, 1), got ",
+    fasttrain::detail::require(pct_start > 0 && pct_start < 1, "fasttrain::schedule::one_cycle: pct_start must be in (0, 1), got ",
                     pct_start);
-    detail::require(div_factor >= 1 && final_div_factor >= 1,
+    fasttrain::detail::require(div_factor >= 1 && final_div_factor >= 1,
                     "fasttrain::schedule::one_cycle: div_factor and final_div_factor must be >= 1");
   }
   float operator()(const Time& t) const {

@@ -12,6 +12,7 @@
 // schedule, but not the base rate: weight_decay is a fraction of p per step.
 #pragma once
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -35,12 +36,12 @@ class BasicSGD {
   using options_type = SGDOptions;
 
   explicit BasicSGD(SGDOptions o = {}) : opt_(o) {
-    detail::require(o.lr > 0 && std::isfinite(o.lr), "fasttrain::optim::SGD: lr must be positive and finite, got ",
+    fasttrain::detail::require(o.lr > 0 && std::isfinite(o.lr), "fasttrain::optim::SGD: lr must be positive and finite, got ",
                     o.lr);
-    detail::require(o.momentum >= 0 && o.momentum < 1, "fasttrain::optim::SGD: momentum must be in [0, 1), got ",
+    fasttrain::detail::require(o.momentum >= 0 && o.momentum < 1, "fasttrain::optim::SGD: momentum must be in [0, 1), got ",
                     o.momentum);
-    detail::require(!o.nesterov || o.momentum > 0, "fasttrain::optim::SGD: nesterov needs momentum > 0");
-    detail::require(o.weight_decay >= 0 && o.weight_decay < 1,
+    fasttrain::detail::require(!o.nesterov || o.momentum > 0, "fasttrain::optim::SGD: nesterov needs momentum > 0");
+    fasttrain::detail::require(o.weight_decay >= 0 && o.weight_decay < 1,
                     "fasttrain::optim::SGD: weight_decay must be in [0, 1), got ", o.weight_decay);
   }
 
@@ -52,10 +53,17 @@ class BasicSGD {
   template <class Model>
   void step(Model& model, float multiplier = 1.f) {
     const float lr = opt_.lr * multiplier, mu = opt_.momentum, decay = multiplier * opt_.weight_decay;
+    const bool first = velocity_.empty();
     std::size_t i = 0;
     model.for_each_parameter([&](matrix& p, matrix& g) {
+      if (g.rows() != p.rows() || g.cols() != p.cols())
+        throw shape_error(fasttrain::detail::cat("fasttrain::optim::SGD: gradient ", i, " is ", g.rows(), "x",
+                                                 g.cols(), " but its parameter is ", p.rows(), "x", p.cols(),
+                                                 " (no backward pass before the step?)"));
       if (mu > 0.f) {
-        if (i == velocity_.size()) velocity_.push_back(matrix::Zero(p.rows(), p.cols()));
+        if (first) velocity_.push_back(matrix::Zero(p.rows(), p.cols()));
+        if (i >= velocity_.size() || velocity_[i].rows() != p.rows() || velocity_[i].cols() != p.cols())
+          throw state_mismatch(i);
         matrix& v = velocity_[i];
         if (opt_.nesterov)
           B::apply([=](float& pi, const float& gi, float& vi) {
@@ -72,12 +80,21 @@ class BasicSGD {
       }
       ++i;
     });
+    if (mu > 0.f && i != velocity_.size()) throw state_mismatch(i);
   }
 
   /// Momentum buffers, in parameter order (empty before the first step).
   std::vector<matrix>& state() { return velocity_; }
+  /// Forgets the momentum (the next step starts from zero velocity).
+  void reset() { velocity_.clear(); }
 
  private:
+  config_error state_mismatch(std::size_t i) const {
+    return config_error(fasttrain::detail::cat(
+        "fasttrain::optim::SGD: the model's parameters do not match the optimizer's state (at parameter ", i,
+        "); an optimizer steps one model; call reset() before using it with another"));
+  }
+
   SGDOptions opt_;
   std::vector<matrix> velocity_;
 };

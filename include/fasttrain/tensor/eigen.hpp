@@ -94,6 +94,7 @@ struct eigen {
   template <class F, class M0, class... Ms>
   static void apply(F&& f, M0&& m0, Ms&&... ms) {
     const index n = m0.size();
+    eigen_assert(((ms.size() == n) && ...) && "cpu::eigen::apply: arguments of different sizes");
     auto* p0 = m0.data();
     auto ptrs = std::make_tuple(ms.data()...);
     std::apply(
@@ -150,9 +151,17 @@ struct eigen {
     G *= scale;
   }
 
-  /// M(labels[j], j) += value for every column j.
+  /// M(labels[j], j) += value for every column j. Labels must be in [0, M.rows()) (the
+  /// callers check; see first_bad_label).
   static void add_at_labels(matrix& M, const labels& lab, float value) {
     for (index j = 0; j < M.cols(); ++j) M(lab[static_cast<std::size_t>(j)], j) += value;
+  }
+
+  /// Index of the first label outside [0, classes), or -1 when all are valid.
+  static index first_bad_label(const labels& lab, index classes) {
+    for (std::size_t j = 0; j < lab.size(); ++j)
+      if (lab[j] < 0 || lab[j] >= classes) return static_cast<index>(j);
+    return -1;
   }
 
   static void argmax_columns(const matrix& Z, labels& out) {

@@ -14,6 +14,7 @@
 // three components of training.
 #pragma once
 
+#include <concepts>
 #include <type_traits>
 
 #include "fasttrain/train/events.hpp"

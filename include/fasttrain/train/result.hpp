@@ -88,7 +88,9 @@ struct Result {
   std::optional<double> time_to_target_seconds;  ///< training seconds when the target was first reached
   std::string stop_reason;                       ///< "budget" or "target"
   std::vector<EvalRecord> history;
-  std::vector<std::pair<std::string, std::string>> extra;  ///< extra string fields for the JSON line
+  /// Extra fields for the JSON line: (key, value already encoded as JSON -- a number, or a
+  /// string passed through json::quote).
+  std::vector<std::pair<std::string, std::string>> extra;
 
   std::string json() const {
     json::object o;

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -82,6 +83,48 @@ struct events_check {
                 "fasttrain::event:: types (see events_check<Method, false> above)");
   static constexpr bool ok = true;
 };
+template <class M>
+concept TrainableModel = requires(M& m, const typename M::backend::tensor& t) {
+  { m.forward(t, nn::Mode::train) } -> std::same_as<const typename M::backend::tensor&>;
+  m.backward(t);
+  m.parameter_names();
+  m.output_shape(Shape{});
+};
+template <class O, class M>
+concept OptimizerFor = requires(O& o, M& m) { o.step(m, 1.f); };
+template <class L, class B>
+concept LossFor = requires(L& l, const typename B::tensor& t, const nn::Targets<B>& tg, typename B::tensor& g) {
+  { l.forward(t, tg) } -> std::convertible_to<float>;
+  l.backward(g);
+};
+template <class Model, bool Ok>
+struct model_check {
+  static_assert(Ok,
+                "fasttrain::Trainer: the first argument must be a network: a type with `backend`, "
+                "forward(x, mode), backward(dy), parameter_names() and output_shape(shape), such as "
+                "nn::Sequential<...> (a single layer is not: wrap it in nn::Sequential)");
+  static constexpr bool ok = true;
+};
+template <class Optimizer, bool Ok>
+struct optimizer_check {
+  static_assert(Ok,
+                "fasttrain::Trainer: the second argument must be an optimizer for the model, with "
+                "step(model, multiplier) (optim::SGD, optim::AdamW)");
+  static constexpr bool ok = true;
+};
+template <class Loss, bool Ok>
+struct loss_check {
+  static_assert(Ok,
+                "fasttrain::Trainer: the third argument must be a loss on the model's backend, with "
+                "forward(outputs, targets) -> float and backward(grad) (nn::SoftmaxCrossEntropy, nn::MSE)");
+  static constexpr bool ok = true;
+};
+template <class... Ms>
+struct unique_types : std::true_type {};
+template <class M, class... Ms>
+struct unique_types<M, Ms...>
+    : std::bool_constant<!(std::is_same_v<M, Ms> || ...) && unique_types<Ms...>::value> {};
+
 template <class Method, bool IsMethod>
 struct method_check {
   static_assert(IsMethod,
@@ -93,7 +136,12 @@ struct method_check {
 
 template <class Model, class Optimizer, class Loss, class... Methods>
 class Trainer {
+  static_assert(detail::model_check<Model, detail::TrainableModel<Model>>::ok);
+  static_assert(detail::optimizer_check<Optimizer, detail::OptimizerFor<Optimizer, Model>>::ok);
+  static_assert(detail::loss_check<Loss, detail::LossFor<Loss, typename Model::backend>>::ok);
   static_assert((detail::method_check<Methods, Method<Methods>>::ok && ...));
+  static_assert(detail::unique_types<Methods...>::value,
+                "fasttrain::Trainer: a method type appears twice in the recipe; each may appear at most once");
   using composition = detail::composition<Methods...>;
   static_assert(composition::no_conflicts);
   static constexpr std::size_t num_methods = sizeof...(Methods);
@@ -161,7 +209,7 @@ class Trainer {
   Model& model() { return model_; }
   Optimizer& optimizer() { return optimizer_; }
   Loss& loss() { return loss_; }
-  /// The method of type M (the first, if M appears twice).
+  /// The method of type M.
   template <class M>
   M& method() { return std::get<M>(methods_); }
   /// Methods in the order they run (after sorting by their ordering traits).
@@ -170,9 +218,15 @@ class Trainer {
 
   /// Trains on `train` until the budget or the target accuracy on `test` is reached.
   /// Evaluates on `test` after every epoch (and at the end of a partial one).
+  /// Each call is a new run from the model's current weights: Time, the optimizer's state
+  /// (momentum, moments) and the state of methods that have reset() start afresh.
   template <class Source, schedule::Schedule Sched = schedule::constant>
   Result fit(Source& train, const data::Dataset* test, const FitOptions& opt = {}, Sched sched = {}) {
     validate(opt, test);
+    if constexpr (requires { train.dataset(); }) check_dataset("training set", train.dataset());
+    if (test) check_dataset("test set", *test);
+    if constexpr (requires { optimizer_.reset(); }) optimizer_.reset();
+    std::apply([](auto&... m) { (reset_method(m), ...); }, methods_);
     Result result;
     result.name = opt.name;
     result.target_accuracy = opt.target_accuracy;
@@ -197,7 +251,7 @@ class Trainer {
       auto t0 = clock::now();
       const double seconds_at_epoch_start = time_.seconds;
       while (train.next(batch_)) {
-        loss_value = train_batch(batch_, sched, opt.check_finite);
+        loss_value = train_step(batch_, sched, opt.check_finite);
         loss_sum += loss_value;
         ++loss_count;
         time_.seconds = seconds_at_epoch_start + std::chrono::duration<double>(clock::now() - t0).count();
@@ -286,12 +340,30 @@ class Trainer {
     detail::require(opt.eval_chunk >= 1, "fasttrain::Trainer::fit: eval_chunk must be >= 1");
   }
 
- public:
-  /// One optimizer step on `batch`: fires batch_begin .. after_step in order and advances
-  /// Time by one batch. fit() calls it for every batch; it is public so that a custom
-  /// loop can drive the exact same step. Returns the batch's loss.
-  template <schedule::Schedule Sched = schedule::constant>
-  float train_batch(batch_type& batch, const Sched& sched = {}, bool check_finite = true) {
+ private:
+  template <class M>
+  static void reset_method(M& m) {
+    if constexpr (requires { m.reset(); }) m.reset();
+  }
+
+  void check_dataset(const char* which, const data::Dataset& ds) {
+    const std::string who = std::string("fasttrain::Trainer::fit: the ") + which + " (" + ds.name + ")";
+    if (ds.size() == 0) throw config_error(who + " is empty");
+    try {
+      (void)model_.output_shape(ds.sample_shape);
+    } catch (const shape_error& e) {
+      throw shape_error(who + " does not fit the model: " + e.what());
+    }
+    if constexpr (Model::out_features != nn::any)
+      if (ds.num_classes > Model::out_features)
+        throw shape_error(detail::cat(who, " has ", ds.num_classes, " classes but the model has only ",
+                                      Model::out_features, " outputs"));
+  }
+
+  // One optimizer step on `batch`: fires batch_begin .. after_step in order and advances
+  // Time by one batch. Returns the batch's loss.
+  template <schedule::Schedule Sched>
+  float train_step(batch_type& batch, const Sched& sched, bool check_finite) {
     batch_context bctx{batch, model_, time_};
     emit<event::batch_begin>(bctx);
     emit<event::before_forward>(bctx);
@@ -306,7 +378,7 @@ class Trainer {
     emit<event::before_loss>(lctx);
     loss_value = loss_.forward(out, targets);
     emit<event::after_loss>(lctx);
-    if (check_finite && !std::isfinite(loss_value)) diverged(loss_value);
+    if (check_finite && !std::isfinite(loss_value)) diverged(loss_value, batch);
     last_finite_loss_ = loss_value;
 
     loss_.backward(grad_out_);
@@ -328,8 +400,18 @@ class Trainer {
   }
 
  private:
-  [[noreturn]] void diverged(float loss_value) {
-    std::string bad = "none found";
+  [[noreturn]] void diverged(float loss_value, const batch_type& batch) {
+    std::string bad =
+        "none (every parameter and gradient is finite: the network's outputs overflowed; is the learning "
+        "rate too high?)";
+    const auto& in = batch.inputs.data;
+    for (typename backend::index j = 0; j < in.cols(); ++j)
+      if (!in.col(j).allFinite()) {
+        bad = detail::cat("none; the batch's inputs hold a non-finite value (sample at dataset index ",
+                          static_cast<std::size_t>(j) < batch.indices.size() ? batch.indices[static_cast<std::size_t>(j)] : -1,
+                          ")");
+        break;
+      }
     const auto names = model_.parameter_names();
     std::size_t i = 0;
     bool found = false;

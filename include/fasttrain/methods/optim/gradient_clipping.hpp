@@ -53,7 +53,7 @@ class GradientClipping {
   using events = fasttrain::events<event::before_step>;
 
   GradientClipping(Type type, float threshold) : type_(type), threshold_(threshold) {
-    detail::require(threshold > 0.f && std::isfinite(threshold),
+    fasttrain::detail::require(threshold > 0.f && std::isfinite(threshold),
                     "fasttrain::methods::GradientClipping: threshold must be positive and finite, got ", threshold);
   }
   static GradientClipping by_norm(float max_norm = 1.0f) { return {Type::norm, max_norm}; }

@@ -22,9 +22,14 @@
 namespace fasttrain::methods {
 
 /// Plain function form: out(:, j) = (1 - s) one_hot(labels[j]) + s / K.
+/// Throws shape_error for a label outside [0, num_classes).
 template <class B = default_backend>
 void smooth_labels(const typename B::labels& labels, std::int64_t num_classes, float smoothing,
                    typename B::matrix& out) {
+  if (const auto j = B::first_bad_label(labels, num_classes); j >= 0)
+    throw shape_error(fasttrain::detail::cat("fasttrain::methods::LabelSmoothing: label ",
+                                             labels[static_cast<std::size_t>(j)], " at batch index ", j,
+                                             " is out of range [0, ", num_classes, ")"));
   out.setConstant(num_classes, static_cast<typename B::index>(labels.size()),
                   smoothing / static_cast<float>(num_classes));
   B::add_at_labels(out, labels, 1.f - smoothing);
@@ -45,7 +50,7 @@ class LabelSmoothing {
 
   /// smoothing in [0, 1): the probability mass spread uniformly over all classes.
   explicit LabelSmoothing(float smoothing = 0.1f) : smoothing_(smoothing) {
-    detail::require(smoothing >= 0.f && smoothing < 1.f,
+    fasttrain::detail::require(smoothing >= 0.f && smoothing < 1.f,
                     "fasttrain::methods::LabelSmoothing: smoothing must be in [0, 1), got ", smoothing);
   }
   static std::string name() { return "LabelSmoothing"; }
