@@ -12,7 +12,6 @@ packages=(
   g++
   make
   libeigen3-dev
-  libboost-dev
   doctest-dev
   zlib1g-dev
   ccache
