@@ -66,6 +66,22 @@ void check_layer_input_grad(Layer& layer, Tensor x, float away = 0.f) {
   check_against_fd(x.data, dx.data, [&] { return probe(layer, x, R); }, 1e-3, 2e-2);
 }
 
+// Every parameter gradient of `net` under `loss` against central differences.
+template <class Net, class Loss>
+void check_network_gradients(Net& net, const Tensor& x, Loss& loss, const B::labels& labels, double eps,
+                             double tol) {
+  nn::Targets<B> t{&labels, nullptr};
+  auto eval_loss = [&] { return static_cast<double>(loss.forward(net.forward(x, nn::Mode::train), t)); };
+  eval_loss();
+  Tensor g;
+  loss.backward(g);
+  net.backward(g);
+  std::vector<Mat> grads;
+  net.for_each_parameter([&](Mat&, Mat& gr) { grads.push_back(gr); });
+  std::size_t i = 0;
+  net.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], eval_loss, eps, tol); });
+}
+
 }  // namespace
 
 TEST_CASE("Linear: forward is W x + b and gradients match finite differences") {
@@ -194,16 +210,7 @@ TEST_CASE("Sequential: static sizes, parameter visiting and a whole-network grad
   Tensor x = random_tensor(6, 4, 12);
   B::labels labels{0, 2, 1, 2};
   nn::SoftmaxCrossEntropy loss;
-  nn::Targets<B> t{&labels, nullptr};
-  auto eval_loss = [&] { return static_cast<double>(loss.forward(net.forward(x, nn::Mode::train), t)); };
-  eval_loss();
-  Tensor g;
-  loss.backward(g);
-  net.backward(g);
-  std::vector<Mat> grads;
-  net.for_each_parameter([&](Mat&, Mat& gr) { grads.push_back(gr); });
-  std::size_t i = 0;
-  net.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], eval_loss, 1e-2, 3e-2); });
+  check_network_gradients(net, x, loss, labels, 1e-2, 3e-2);
 }
 
 TEST_CASE("Sequential: the same seed gives the same weights, another seed different ones") {
@@ -337,14 +344,5 @@ TEST_CASE("Sequential: parameter-free layers first (Flatten, Dropout) still give
   B::fill_normal(x.data, 0.f, 1.f, rng);
   B::labels labels{0, 1, 1, 0};
   nn::MSE loss;
-  nn::Targets<B> t{&labels, nullptr};
-  auto eval_loss = [&] { return static_cast<double>(loss.forward(net.forward(x, nn::Mode::train), t)); };
-  eval_loss();
-  Tensor g;
-  loss.backward(g);
-  net.backward(g);
-  std::vector<Mat> grads;
-  net.for_each_parameter([&](Mat&, Mat& gr) { grads.push_back(gr); });
-  std::size_t i = 0;
-  net.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], eval_loss, 1e-3, 2e-2); });
+  check_network_gradients(net, x, loss, labels, 1e-3, 2e-2);
 }
