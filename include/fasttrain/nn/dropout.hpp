@@ -77,6 +77,7 @@ class BasicFlatten : public parameterless {
   template <class B2>
   using rebind = BasicFlatten<B2>;
 
+  static constexpr std::int64_t out_channels = dynamic;
   static std::string name() { return "Flatten"; }
   Shape output_shape(const Shape& in) const { return Shape(in.size()); }
   void forward(const tensor& x, tensor& y, Mode) {

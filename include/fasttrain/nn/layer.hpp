@@ -4,7 +4,10 @@
 //
 //   using backend = B;
 //   static constexpr std::int64_t in_features;    // per-sample input size, or nn::any
-//   static constexpr std::int64_t out_features;   // per-sample output size, or nn::any (= same as input)
+//   static constexpr std::int64_t out_features;   // per-sample output size, nn::any (= same as input)
+//                                                 // or nn::dynamic (known at run time only)
+//   static constexpr std::int64_t in_channels, out_channels;   // optional, same conventions;
+//                                                 // absent means any (channel-preserving)
 //   static std::string name();                    // "Linear<784,256>"
 //   Shape output_shape(const Shape& in) const;    // throws shape_error for an input it cannot take
 //   void forward(const tensor& x, tensor& y, Mode mode);
@@ -31,8 +34,12 @@
 
 namespace fasttrain::nn {
 
-/// A feature count not fixed at compile time (shape-preserving layers use it).
+/// For in_features / out_features / in_channels / out_channels:
+/// `any`: accepts any size, and (as an output) produces the size it was given;
+/// `dynamic`: produces a size known only at run time (a convolution's per-sample size
+/// depends on the image size), so the next layer's static size is checked at run time.
 inline constexpr std::int64_t any = -1;
+inline constexpr std::int64_t dynamic = -2;
 
 enum class Mode { train, eval };
 

@@ -25,6 +25,7 @@ class Linear {
   using tensor = typename B::tensor;
   static constexpr std::int64_t in_features = In;
   static constexpr std::int64_t out_features = Out;
+  static constexpr std::int64_t out_channels = dynamic;  // flat features: no channel structure
   static constexpr bool has_parameters = true;
   template <class B2>
   using rebind = Linear<In, Out, B2>;

@@ -28,12 +28,50 @@ namespace detail {
 /// Instantiated once per pair of consecutive layers; the compiler shows the numbers.
 template <std::size_t LayerIndex, std::int64_t ProducedFeatures, std::int64_t ExpectedFeatures>
 struct check_link {
-  static_assert(ProducedFeatures == any || ExpectedFeatures == any || ProducedFeatures == ExpectedFeatures,
+  static_assert(ProducedFeatures < 0 || ExpectedFeatures < 0 || ProducedFeatures == ExpectedFeatures,
                 "fasttrain::nn::Sequential: consecutive layers do not fit: layer number LayerIndex expects "
                 "ExpectedFeatures input features but the layers before it produce ProducedFeatures "
                 "(read the numbers from check_link<LayerIndex, ProducedFeatures, ExpectedFeatures> above)");
   static constexpr bool ok = true;
 };
+template <std::size_t LayerIndex, std::int64_t ProducedChannels, std::int64_t ExpectedChannels>
+struct check_channels {
+  static_assert(ProducedChannels < 0 || ExpectedChannels < 0 || ProducedChannels == ExpectedChannels,
+                "fasttrain::nn::Sequential: consecutive layers do not fit: layer number LayerIndex expects "
+                "ExpectedChannels input channels but the layers before it produce ProducedChannels "
+                "(read the numbers from check_channels<LayerIndex, ProducedChannels, ExpectedChannels> above)");
+  static constexpr bool ok = true;
+};
+
+template <class L>
+constexpr std::int64_t in_channels_of() {
+  if constexpr (requires { L::in_channels; }) return L::in_channels;
+  else return any;
+}
+template <class L>
+constexpr std::int64_t out_channels_of() {
+  if constexpr (requires { L::out_channels; }) return L::out_channels;
+  else return any;
+}
+
+/// Static size bookkeeping along a chain of layers.
+template <std::size_t N>
+constexpr std::int64_t produced_before(const std::array<std::int64_t, N>& outs, std::size_t i) {
+  std::int64_t p = any;
+  for (std::size_t j = 0; j < i; ++j)
+    if (outs[j] != any) p = outs[j];
+  return p;
+}
+/// The static input size a chain demands: the first layer that fixes one, unless an
+/// earlier layer already changes the size.
+template <std::size_t N>
+constexpr std::int64_t first_in(const std::array<std::int64_t, N>& ins, const std::array<std::int64_t, N>& outs) {
+  for (std::size_t j = 0; j < N; ++j) {
+    if (ins[j] != any) return ins[j];
+    if (outs[j] != any) return any;
+  }
+  return any;
+}
 
 template <class... Ls>
 struct chain {
@@ -47,23 +85,12 @@ struct chain {
   }
   static constexpr std::array<std::int64_t, size> ins{Ls::in_features...};
   static constexpr std::array<std::int64_t, size> outs{Ls::out_features...};
-  /// The static feature count produced by layers [0, i), or `any`.
-  static constexpr std::int64_t produced_before(std::size_t i) {
-    std::int64_t p = any;
-    for (std::size_t j = 0; j < i; ++j)
-      if (outs[j] != any) p = outs[j];
-    return p;
-  }
-  static constexpr std::int64_t first_in() {
-    for (std::size_t j = 0; j < size; ++j) {
-      if (ins[j] != any) return ins[j];
-      if (outs[j] != any) return any;
-    }
-    return any;
-  }
+  static constexpr std::array<std::int64_t, size> cins{in_channels_of<Ls>()...};
+  static constexpr std::array<std::int64_t, size> couts{out_channels_of<Ls>()...};
   template <std::size_t... I>
   static constexpr bool check(std::index_sequence<I...>) {
-    return (check_link<I, produced_before(I), ins[I]>::ok && ...);
+    return (check_link<I, produced_before(outs, I), ins[I]>::ok && ...) &&
+           (check_channels<I, produced_before(couts, I), cins[I]>::ok && ...);
   }
 };
 }  // namespace detail
@@ -80,8 +107,10 @@ class Sequential {
   static_assert((std::is_same_v<backend, typename Layers::backend> && ...),
                 "fasttrain::nn::Sequential: all layers must use the same backend (use ::rebind<B>)");
   using tensor = typename backend::tensor;
-  static constexpr std::int64_t in_features = chain::first_in();
-  static constexpr std::int64_t out_features = chain::produced_before(N);
+  static constexpr std::int64_t in_features = detail::first_in(chain::ins, chain::outs);
+  static constexpr std::int64_t out_features = detail::produced_before(chain::outs, N);
+  static constexpr std::int64_t in_channels = detail::first_in(chain::cins, chain::couts);
+  static constexpr std::int64_t out_channels = detail::produced_before(chain::couts, N);
   static constexpr std::size_t num_layers = N;
   static constexpr bool has_parameters = chain::params_before(N);
   template <class B2>

@@ -17,13 +17,19 @@
 //   softmax_columns(Z, P)                  numerically stable column softmax
 //   argmax_columns(Z, out)                 predicted class per sample
 //   fill_uniform / fill_normal / fill_bernoulli(m, ..., rng)
+//   view(ptr, rows, cols)                  a rows x cols matrix over existing storage (no copy)
+//   im2col / col2im                        convolution patches of NHWC samples, and their adjoint
+//   max_pool / max_pool_backward, avg_pool / avg_pool_backward   NHWC pooling windows
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "fasttrain/core/error.hpp"
@@ -61,12 +67,24 @@ struct eigen {
     }
   };
 
+  using view_type = Eigen::Map<matrix>;
+  using const_view_type = Eigen::Map<const matrix>;
+  /// A rows x cols column-major matrix over `p` (which must hold rows * cols floats).
+  static view_type view(float* p, index rows, index cols) { return view_type(p, rows, cols); }
+  static const_view_type view(const float* p, index rows, index cols) { return const_view_type(p, rows, cols); }
+
   // ---- linear algebra -------------------------------------------------------------
-  static void gemm(bool ta, bool tb, float alpha, const matrix& A, const matrix& B, float beta,
-                   matrix& C) {
+  /// C = alpha op(A) op(B) + beta C. A, B, C may be matrices or views; a matrix C is
+  /// resized when beta == 0, a view must already have the right size.
+  template <class MA, class MB, class MC>
+  static void gemm(bool ta, bool tb, float alpha, const MA& A, const MB& B, float beta, MC&& C) {
     const index m = ta ? A.cols() : A.rows();
     const index n = tb ? B.rows() : B.cols();
-    if (beta == 0.f) C.resize(m, n);
+    if constexpr (std::is_same_v<std::decay_t<MC>, matrix>) {
+      if (beta == 0.f) C.resize(m, n);
+    } else {
+      eigen_assert(C.rows() == m && C.cols() == n);
+    }
     auto run = [&](const auto& a, const auto& b) {
       if (beta == 0.f) {
         if (alpha == 1.f)
@@ -84,9 +102,11 @@ struct eigen {
     else run(A.transpose(), B.transpose());
   }
 
-  static void add_bias(matrix& Y, const matrix& b) { Y.colwise() += b.col(0); }
+  template <class MY>
+  static void add_bias(MY&& Y, const matrix& b) { Y.colwise() += b.col(0); }
 
-  static void row_sums(const matrix& G, matrix& out) { out.noalias() = G.rowwise().sum(); }
+  template <class MG>
+  static void row_sums(const MG& G, matrix& out) { out.noalias() = G.rowwise().sum(); }
 
   // ---- element-wise ---------------------------------------------------------------
   /// Calls f(m0[i], m1[i], ...) for every element; all arguments must have equal size.
@@ -170,6 +190,161 @@ struct eigen {
       index k = 0;
       Z.col(j).maxCoeff(&k);
       out[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(k);
+    }
+  }
+
+  // ---- convolution and pooling on NHWC samples ----------------------------------------
+  /// Geometry of a K x K window with stride S and zero padding P over an H x W image.
+  struct window {
+    index C, H, W, K, S, P, Ho, Wo;
+    index patch() const { return K * K * C; }
+    index out_pixels() const { return Ho * Wo; }
+  };
+
+  /// cols(:, (n - first) * Ho * Wo + oy * Wo + ox) = the K x K x C patch (rows ordered
+  /// ky, kx, c with c fastest) of sample n at output pixel (oy, ox); zeros in the padding.
+  /// Samples first .. first + count - 1 of the batch x.
+  static void im2col(const matrix& x, index first, index count, const window& g, matrix& cols) {
+    cols.resize(g.patch(), g.out_pixels() * count);
+    const index sample = g.C * g.H * g.W;
+    const auto row_bytes = static_cast<std::size_t>(g.C) * sizeof(float);
+    for (index n = 0; n < count; ++n) {
+      const float* img = x.data() + (first + n) * sample;
+      float* out = cols.data() + n * g.out_pixels() * g.patch();
+      for (index oy = 0; oy < g.Ho; ++oy)
+        for (index ox = 0; ox < g.Wo; ++ox) {
+          for (index ky = 0; ky < g.K; ++ky) {
+            const index iy = oy * g.S - g.P + ky;
+            float* dst = out + ky * g.K * g.C;
+            if (iy < 0 || iy >= g.H) {
+              std::memset(dst, 0, row_bytes * static_cast<std::size_t>(g.K));
+              continue;
+            }
+            const index ix0 = ox * g.S - g.P;
+            if (ix0 >= 0 && ix0 + g.K <= g.W) {  // the whole kernel row is inside: one copy
+              std::memcpy(dst, img + (iy * g.W + ix0) * g.C, row_bytes * static_cast<std::size_t>(g.K));
+            } else {
+              for (index kx = 0; kx < g.K; ++kx) {
+                const index ix = ix0 + kx;
+                if (ix < 0 || ix >= g.W)
+                  std::memset(dst + kx * g.C, 0, row_bytes);
+                else
+                  std::memcpy(dst + kx * g.C, img + (iy * g.W + ix) * g.C, row_bytes);
+              }
+            }
+          }
+          out += g.patch();
+        }
+    }
+  }
+
+  /// The adjoint of im2col: dx(samples first ..) = sum of the patch gradients over every
+  /// window each input pixel belongs to. Overwrites those samples of dx.
+  static void col2im(const matrix& dcols, index first, index count, const window& g, matrix& dx) {
+    const index sample = g.C * g.H * g.W;
+    for (index n = 0; n < count; ++n) {
+      float* img = dx.data() + (first + n) * sample;
+      std::fill(img, img + sample, 0.f);
+      const float* in = dcols.data() + n * g.out_pixels() * g.patch();
+      for (index oy = 0; oy < g.Ho; ++oy)
+        for (index ox = 0; ox < g.Wo; ++ox) {
+          for (index ky = 0; ky < g.K; ++ky) {
+            const index iy = oy * g.S - g.P + ky;
+            if (iy < 0 || iy >= g.H) continue;
+            for (index kx = 0; kx < g.K; ++kx) {
+              const index ix = ox * g.S - g.P + kx;
+              if (ix < 0 || ix >= g.W) continue;
+              float* d = img + (iy * g.W + ix) * g.C;
+              const float* src = in + (ky * g.K + kx) * g.C;
+              for (index c = 0; c < g.C; ++c) d[c] += src[c];
+            }
+          }
+          in += g.patch();
+        }
+    }
+  }
+
+  /// Max over each K x K window (stride S, no padding); `arg` records the winning input
+  /// offset within the sample for the backward pass. NaN wins (propagates).
+  static void max_pool(const matrix& x, const window& g, matrix& y, std::vector<std::int32_t>& arg) {
+    const index n = x.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
+    y.resize(out_sample, n);
+    arg.resize(static_cast<std::size_t>(out_sample * n));
+    for (index s = 0; s < n; ++s) {
+      const float* img = x.data() + s * in_sample;
+      float* out = y.data() + s * out_sample;
+      std::int32_t* a = arg.data() + s * out_sample;
+      for (index oy = 0; oy < g.Ho; ++oy)
+        for (index ox = 0; ox < g.Wo; ++ox) {
+          const index o = (oy * g.Wo + ox) * g.C;
+          const index base = ((oy * g.S) * g.W + ox * g.S) * g.C;
+          for (index c = 0; c < g.C; ++c) {
+            out[o + c] = img[base + c];
+            a[o + c] = static_cast<std::int32_t>(base + c);
+          }
+          for (index ky = 0; ky < g.K; ++ky)
+            for (index kx = 0; kx < g.K; ++kx) {
+              if (ky == 0 && kx == 0) continue;
+              const index off = ((oy * g.S + ky) * g.W + ox * g.S + kx) * g.C;
+              for (index c = 0; c < g.C; ++c) {
+                const float v = img[off + c];
+                if (v > out[o + c] || v != v) {
+                  out[o + c] = v;
+                  a[o + c] = static_cast<std::int32_t>(off + c);
+                }
+              }
+            }
+        }
+    }
+  }
+  static void max_pool_backward(const matrix& dy, const std::vector<std::int32_t>& arg, const window& g,
+                                matrix& dx) {
+    const index n = dy.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
+    dx.setZero(in_sample, n);
+    for (index s = 0; s < n; ++s) {
+      float* d = dx.data() + s * in_sample;
+      const float* src = dy.data() + s * out_sample;
+      const std::int32_t* a = arg.data() + s * out_sample;
+      for (index o = 0; o < out_sample; ++o) d[a[o]] += src[o];
+    }
+  }
+
+  /// Mean over each K x K window (stride S, no padding).
+  static void avg_pool(const matrix& x, const window& g, matrix& y) {
+    const index n = x.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
+    const float scale = 1.f / static_cast<float>(g.K * g.K);
+    y.setZero(out_sample, n);
+    for (index s = 0; s < n; ++s) {
+      const float* img = x.data() + s * in_sample;
+      float* out = y.data() + s * out_sample;
+      for (index oy = 0; oy < g.Ho; ++oy)
+        for (index ox = 0; ox < g.Wo; ++ox) {
+          float* o = out + (oy * g.Wo + ox) * g.C;
+          for (index ky = 0; ky < g.K; ++ky)
+            for (index kx = 0; kx < g.K; ++kx) {
+              const float* v = img + ((oy * g.S + ky) * g.W + ox * g.S + kx) * g.C;
+              for (index c = 0; c < g.C; ++c) o[c] += v[c];
+            }
+          for (index c = 0; c < g.C; ++c) o[c] *= scale;
+        }
+    }
+  }
+  static void avg_pool_backward(const matrix& dy, const window& g, matrix& dx) {
+    const index n = dy.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
+    const float scale = 1.f / static_cast<float>(g.K * g.K);
+    dx.setZero(in_sample, n);
+    for (index s = 0; s < n; ++s) {
+      float* d = dx.data() + s * in_sample;
+      const float* src = dy.data() + s * out_sample;
+      for (index oy = 0; oy < g.Ho; ++oy)
+        for (index ox = 0; ox < g.Wo; ++ox) {
+          const float* o = src + (oy * g.Wo + ox) * g.C;
+          for (index ky = 0; ky < g.K; ++ky)
+            for (index kx = 0; kx < g.K; ++kx) {
+              float* v = d + ((oy * g.S + ky) * g.W + ox * g.S + kx) * g.C;
+              for (index c = 0; c < g.C; ++c) v[c] += o[c] * scale;
+            }
+        }
     }
   }
 

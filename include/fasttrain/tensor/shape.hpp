@@ -1,8 +1,11 @@
 // fasttrain/tensor/shape.hpp -- the shape of one sample.
 //
 // Every backend stores a batch as a matrix with one column per sample; `Shape` says
-// how that column is laid out: {features}, {channels, height, width} (NCHW within a
-// sample) or {sequence, features}. Spatial and sequence sizes may change during
+// how that column is laid out: {features}, {channels, height, width} or {sequence,
+// features}. An image sample is stored channels-fastest (HWC, i.e. NHWC for the batch):
+// element (c, y, x) is at c + C * (x + W * y). With that layout a convolution computed as
+// im2col + GEMM writes its output directly in the layout the next layer reads, and
+// per-channel operations (bias, BatchNorm) are row operations on a C x (H W N) view. Spatial and sequence sizes may change during
 // training (progressive resizing, sequence-length warmup); feature and channel counts
 // are checked at compile time by the layers that own them.
 #pragma once

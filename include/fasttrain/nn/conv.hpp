@@ -1,0 +1,259 @@
+// fasttrain/nn/conv.hpp -- convolution and pooling on images.
+//
+//   nn::Conv2d<1, 32, 5, 1, 2>   // 1 -> 32 channels, 5x5 kernel, stride 1, zero padding 2
+//   nn::MaxPool2d<2>             // 2x2 windows, stride 2
+//   nn::AvgPool2d<2>, nn::GlobalAvgPool
+//
+// Channel counts are template arguments (checked between layers at compile time); the
+// image size is not, so the input resolution may change during training. Samples are
+// {C, H, W} stored channels-fastest (see tensor/shape.hpp).
+//
+// Conv2d is im2col + one GEMM per chunk of samples: the patch matrix of a chunk
+// (K*K*C x Ho*Wo*samples) is small enough to stay in cache, and the GEMM's output is
+// already the next layer's NHWC input. Backward recomputes the patches of each chunk
+// instead of keeping the patch matrix of the whole batch (tens of MB) in memory.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "fasttrain/nn/init.hpp"
+#include "fasttrain/nn/layer.hpp"
+
+namespace fasttrain::nn {
+
+namespace detail {
+/// The window geometry for an image input, or a shape_error naming the layer.
+template <class B>
+typename B::window image_window(const std::string& who, const Shape& s, std::int64_t channels, std::int64_t k,
+                                std::int64_t stride, std::int64_t pad) {
+  if (s.rank != 3)
+    throw shape_error(who + ": expects image samples {C, H, W}, got shape " + s.str());
+  if (channels != any && s[0] != channels)
+    throw shape_error(who + ": expects " + std::to_string(channels) + " input channels, got shape " + s.str());
+  const std::int64_t ho = (s[1] + 2 * pad - k) / stride + 1, wo = (s[2] + 2 * pad - k) / stride + 1;
+  if (s[1] + 2 * pad < k || s[2] + 2 * pad < k || ho < 1 || wo < 1)
+    throw shape_error(who + ": a " + std::to_string(k) + "x" + std::to_string(k) + " window does not fit in an image of shape " +
+                      s.str());
+  return {s[0], s[1], s[2], k, stride, pad, ho, wo};
+}
+template <class B>
+void check_batch(const std::string& who, const typename B::tensor& x) {
+  if (x.sample_size() != x.shape.size())
+    throw shape_error(who + ": batch has " + std::to_string(x.sample_size()) + " values per sample but shape " +
+                      x.shape.str() + " has " + std::to_string(x.shape.size()));
+}
+}  // namespace detail
+
+template <std::int64_t InC, std::int64_t OutC, std::int64_t K, std::int64_t Stride = 1, std::int64_t Pad = 0,
+          class B = default_backend>
+class Conv2d {
+  static_assert(InC > 0 && OutC > 0, "fasttrain::nn::Conv2d: channel counts must be positive");
+  static_assert(K > 0 && Stride > 0 && Pad >= 0, "fasttrain::nn::Conv2d: need K > 0, Stride > 0, Pad >= 0");
+
+ public:
+  using backend = B;
+  using matrix = typename B::matrix;
+  using tensor = typename B::tensor;
+  static constexpr std::int64_t in_features = any;
+  static constexpr std::int64_t out_features = dynamic;
+  static constexpr std::int64_t in_channels = InC;
+  static constexpr std::int64_t out_channels = OutC;
+  static constexpr bool has_parameters = true;
+  template <class B2>
+  using rebind = Conv2d<InC, OutC, K, Stride, Pad, B2>;
+
+  /// Bytes of patch matrix per chunk of samples (tuned on the 2-core machine; see docs/design.md).
+  static constexpr std::int64_t chunk_bytes = std::int64_t{4} << 20;
+
+  explicit Conv2d(Init init = Init::he_uniform) : init_(init) {
+    weight.setZero(OutC, K * K * InC);
+    bias.setZero(OutC, 1);
+    weight_grad.setZero(OutC, K * K * InC);
+    bias_grad.setZero(OutC, 1);
+  }
+
+  static std::string name() {
+    return "Conv2d<" + std::to_string(InC) + "," + std::to_string(OutC) + "," + std::to_string(K) + "," +
+           std::to_string(Stride) + "," + std::to_string(Pad) + ">";
+  }
+  Shape output_shape(const Shape& in) const {
+    const auto g = detail::image_window<B>(name(), in, InC, K, Stride, Pad);
+    return Shape(OutC, g.Ho, g.Wo);
+  }
+  /// Multiply-adds per sample for an input of shape `in` (forward pass).
+  std::int64_t macs(const Shape& in) const {
+    const auto g = detail::image_window<B>(name(), in, InC, K, Stride, Pad);
+    return OutC * g.patch() * g.out_pixels();
+  }
+
+  void forward(const tensor& x, tensor& y, Mode) {
+    detail::check_batch<B>(name(), x);
+    const auto g = detail::image_window<B>(name(), x.shape, InC, K, Stride, Pad);
+    const auto n = x.batch();
+    y.resize(Shape(OutC, g.Ho, g.Wo), n);
+    const auto chunk = chunk_samples(g);
+    for (typename B::index first = 0; first < n; first += chunk) {
+      const auto count = std::min(chunk, n - first);
+      B::im2col(x.data, first, count, g, cols_);
+      auto out = B::view(y.data.data() + first * OutC * g.out_pixels(), OutC, g.out_pixels() * count);
+      B::gemm(false, false, 1.f, weight, cols_, 0.f, out);
+      B::add_bias(out, bias);
+    }
+  }
+
+  void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
+    const auto g = detail::image_window<B>(name(), x.shape, InC, K, Stride, Pad);
+    const auto n = x.batch();
+    B::row_sums(B::view(dy.data.data(), OutC, g.out_pixels() * n), bias_grad);
+    if (dx) dx->resize(x.shape, n);
+    const auto chunk = chunk_samples(g);
+    for (typename B::index first = 0; first < n; first += chunk) {
+      const auto count = std::min(chunk, n - first);
+      B::im2col(x.data, first, count, g, cols_);
+      const auto dout = B::view(dy.data.data() + first * OutC * g.out_pixels(), OutC, g.out_pixels() * count);
+      B::gemm(false, true, 1.f, dout, cols_, first == 0 ? 0.f : 1.f, weight_grad);  // dW += dY cols^T
+      if (dx) {
+        B::gemm(true, false, 1.f, weight, dout, 0.f, dcols_);  // dcols = W^T dY
+        B::col2im(dcols_, first, count, g, dx->data);
+      }
+    }
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f) {
+    f(weight, weight_grad);
+    f(bias, bias_grad);
+  }
+  void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
+    out.push_back(prefix + name() + ".weight");
+    out.push_back(prefix + name() + ".bias");
+  }
+  void reset_parameters(Rng& rng) {
+    initialize<B>(weight, K * K * InC, K * K * OutC, init_, rng);
+    bias.setZero();
+  }
+
+  /// OutC x (K*K*InC); column (ky*K + kx)*InC + c holds the weights of input channel c at
+  /// kernel position (ky, kx).
+  matrix weight, bias, weight_grad, bias_grad;
+
+ private:
+  static typename B::index chunk_samples(const typename B::window& g) {
+    const auto per_sample = g.patch() * g.out_pixels() * static_cast<std::int64_t>(sizeof(float));
+    return std::max<typename B::index>(1, chunk_bytes / std::max<std::int64_t>(per_sample, 1));
+  }
+  Init init_;
+  matrix cols_, dcols_;
+};
+
+/// Max over K x K windows with stride S (default K), no padding.
+template <std::int64_t K, std::int64_t S = K, class B = default_backend>
+class BasicMaxPool2d : public parameterless {
+  static_assert(K > 0 && S > 0, "fasttrain::nn::MaxPool2d: need K > 0 and S > 0");
+
+ public:
+  using backend = B;
+  using tensor = typename B::tensor;
+  static constexpr std::int64_t in_features = any;
+  static constexpr std::int64_t out_features = dynamic;
+  template <class B2>
+  using rebind = BasicMaxPool2d<K, S, B2>;
+
+  static std::string name() { return "MaxPool2d<" + std::to_string(K) + "," + std::to_string(S) + ">"; }
+  Shape output_shape(const Shape& in) const {
+    const auto g = detail::image_window<B>(name(), in, any, K, S, 0);
+    return Shape(g.C, g.Ho, g.Wo);
+  }
+  void forward(const tensor& x, tensor& y, Mode) {
+    detail::check_batch<B>(name(), x);
+    const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
+    y.shape = Shape(g.C, g.Ho, g.Wo);
+    B::max_pool(x.data, g, y.data, arg_);
+  }
+  void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
+    if (!dx) return;
+    const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
+    dx->shape = x.shape;
+    B::max_pool_backward(dy.data, arg_, g, dx->data);
+  }
+
+ private:
+  std::vector<std::int32_t> arg_;
+};
+template <std::int64_t K, std::int64_t S = K>
+using MaxPool2d = BasicMaxPool2d<K, S>;
+
+/// Mean over K x K windows with stride S (default K), no padding.
+template <std::int64_t K, std::int64_t S = K, class B = default_backend>
+class BasicAvgPool2d : public parameterless {
+  static_assert(K > 0 && S > 0, "fasttrain::nn::AvgPool2d: need K > 0 and S > 0");
+
+ public:
+  using backend = B;
+  using tensor = typename B::tensor;
+  static constexpr std::int64_t in_features = any;
+  static constexpr std::int64_t out_features = dynamic;
+  template <class B2>
+  using rebind = BasicAvgPool2d<K, S, B2>;
+
+  static std::string name() { return "AvgPool2d<" + std::to_string(K) + "," + std::to_string(S) + ">"; }
+  Shape output_shape(const Shape& in) const {
+    const auto g = detail::image_window<B>(name(), in, any, K, S, 0);
+    return Shape(g.C, g.Ho, g.Wo);
+  }
+  void forward(const tensor& x, tensor& y, Mode) {
+    detail::check_batch<B>(name(), x);
+    const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
+    y.shape = Shape(g.C, g.Ho, g.Wo);
+    B::avg_pool(x.data, g, y.data);
+  }
+  void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
+    if (!dx) return;
+    const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
+    dx->shape = x.shape;
+    B::avg_pool_backward(dy.data, g, dx->data);
+  }
+};
+template <std::int64_t K, std::int64_t S = K>
+using AvgPool2d = BasicAvgPool2d<K, S>;
+
+/// Mean over all pixels of each channel: {C, H, W} -> {C}.
+template <class B = default_backend>
+class BasicGlobalAvgPool : public parameterless {
+ public:
+  using backend = B;
+  using tensor = typename B::tensor;
+  static constexpr std::int64_t in_features = any;
+  static constexpr std::int64_t out_features = dynamic;
+  static constexpr std::int64_t out_channels = dynamic;
+  template <class B2>
+  using rebind = BasicGlobalAvgPool<B2>;
+
+  static std::string name() { return "GlobalAvgPool"; }
+  Shape output_shape(const Shape& in) const {
+    if (in.rank != 3) throw shape_error(name() + ": expects image samples {C, H, W}, got shape " + in.str());
+    return Shape(in[0]);
+  }
+  void forward(const tensor& x, tensor& y, Mode) {
+    detail::check_batch<B>(name(), x);
+    const Shape out = output_shape(x.shape);
+    const auto c = out[0], pixels = x.shape[1] * x.shape[2], n = x.batch();
+    y.resize(out, n);
+    // Each sample is a C x pixels matrix (channels fastest): its row means.
+    for (typename B::index s = 0; s < n; ++s)
+      y.data.col(s) = B::view(x.data.data() + s * c * pixels, c, pixels).rowwise().mean();
+  }
+  void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
+    if (!dx) return;
+    const auto c = x.shape[0], pixels = x.shape[1] * x.shape[2], n = x.batch();
+    dx->resize(x.shape, n);
+    const float scale = 1.f / static_cast<float>(pixels);
+    for (typename B::index s = 0; s < n; ++s)
+      B::view(dx->data.data() + s * c * pixels, c, pixels).colwise() = dy.data.col(s) * scale;
+  }
+};
+using GlobalAvgPool = BasicGlobalAvgPool<>;
+
+}  // namespace fasttrain::nn

@@ -1,0 +1,125 @@
+// fasttrain/nn/residual.hpp -- residual blocks: y = Body(x) + Shortcut(x).
+//
+//   using Block = nn::Residual<nn::Sequential<nn::Conv2d<32, 32, 3, 1, 1>, nn::BatchNorm2d<32>, nn::ReLU,
+//                                             nn::Conv2d<32, 32, 3, 1, 1>, nn::BatchNorm2d<32>>>;
+//   using Down = nn::Residual<nn::Sequential<nn::Conv2d<32, 64, 3, 2, 1>, nn::BatchNorm2d<64>, nn::ReLU,
+//                                            nn::Conv2d<64, 64, 3, 1, 1>, nn::BatchNorm2d<64>>,
+//                             nn::Conv2d<32, 64, 1, 2, 0>>;   // projection shortcut
+//
+// The shortcut defaults to the identity, which requires the body to keep the channel
+// count (checked at compile time) and the shape (checked at run time).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fasttrain/nn/layer.hpp"
+
+namespace fasttrain::nn {
+
+/// y = x.
+template <class B = default_backend>
+class BasicIdentity : public parameterless {
+ public:
+  using backend = B;
+  using tensor = typename B::tensor;
+  static constexpr std::int64_t in_features = any;
+  static constexpr std::int64_t out_features = any;
+  template <class B2>
+  using rebind = BasicIdentity<B2>;
+  static std::string name() { return "Identity"; }
+  Shape output_shape(const Shape& in) const { return in; }
+  void forward(const tensor& x, tensor& y, Mode) { y = x; }
+  void backward(const tensor&, const tensor&, const tensor& dy, tensor* dx) {
+    if (dx) *dx = dy;
+  }
+};
+using Identity = BasicIdentity<>;
+
+namespace detail {
+template <class L>
+constexpr std::int64_t channels_in() {
+  if constexpr (requires { L::in_channels; }) return L::in_channels;
+  else return any;
+}
+template <class L>
+constexpr std::int64_t channels_out() {
+  if constexpr (requires { L::out_channels; }) return L::out_channels;
+  else return any;
+}
+}  // namespace detail
+
+template <class Body, class Shortcut = BasicIdentity<typename Body::backend>>
+class Residual {
+  static_assert(std::is_same_v<typename Body::backend, typename Shortcut::backend>,
+                "fasttrain::nn::Residual: body and shortcut must use the same backend");
+  static constexpr std::int64_t body_in = detail::channels_in<Body>(), body_out = detail::channels_out<Body>();
+  static constexpr std::int64_t sc_in = detail::channels_in<Shortcut>(), sc_out = detail::channels_out<Shortcut>();
+  static_assert(body_in < 0 || sc_in < 0 || body_in == sc_in,
+                "fasttrain::nn::Residual: body and shortcut take different channel counts");
+  static_assert(body_out < 0 || (sc_out == any ? body_in < 0 || body_out == body_in : sc_out < 0 || body_out == sc_out),
+                "fasttrain::nn::Residual: the body's output channels differ from the shortcut's (an identity "
+                "shortcut needs a body that keeps the channel count; otherwise give a projection shortcut)");
+
+ public:
+  using backend = typename Body::backend;
+  using tensor = typename backend::tensor;
+  static constexpr std::int64_t in_features = Body::in_features;
+  static constexpr std::int64_t out_features = Body::out_features;
+  static constexpr std::int64_t in_channels = body_in >= 0 ? body_in : sc_in;
+  static constexpr std::int64_t out_channels = body_out >= 0 ? body_out : sc_out;
+  static constexpr bool has_parameters = Body::has_parameters || Shortcut::has_parameters;
+  template <class B2>
+  using rebind = Residual<typename Body::template rebind<B2>, typename Shortcut::template rebind<B2>>;
+
+  static std::string name() { return "Residual<" + Body::name() + "," + Shortcut::name() + ">"; }
+  Body& body() { return body_; }
+  Shortcut& shortcut() { return shortcut_; }
+
+  Shape output_shape(const Shape& in) const {
+    const Shape a = body_.output_shape(in), b = shortcut_.output_shape(in);
+    if (!(a == b))
+      throw shape_error(name() + ": body gives " + a.str() + " but the shortcut gives " + b.str());
+    return a;
+  }
+
+  void forward(const tensor& x, tensor& y, Mode mode) {
+    body_.forward(x, y, mode);
+    shortcut_.forward(x, short_out_, mode);
+    if (!(y.shape == short_out_.shape))
+      throw shape_error(name() + ": body gives " + y.shape.str() + " but the shortcut gives " + short_out_.shape.str());
+    y.data += short_out_.data;
+  }
+
+  void backward(const tensor& x, const tensor& y, const tensor& dy, tensor* dx) {
+    body_.backward(x, y, dy, dx ? &dbody_ : nullptr);
+    if (!dx) {
+      shortcut_.backward(x, short_out_, dy, nullptr);
+      return;
+    }
+    shortcut_.backward(x, short_out_, dy, dx);
+    dx->data += dbody_.data;
+  }
+
+  template <class F>
+  void for_each_parameter(F&& f) {
+    body_.for_each_parameter(f);
+    shortcut_.for_each_parameter(f);
+  }
+  void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
+    body_.parameter_names(out, prefix + "body.");
+    shortcut_.parameter_names(out, prefix + "shortcut.");
+  }
+  void reset_parameters(Rng& rng) {
+    Rng a = Rng::derive(rng(), 0), b = Rng::derive(rng(), 1);
+    body_.reset_parameters(a);
+    shortcut_.reset_parameters(b);
+  }
+
+ private:
+  Body body_;
+  Shortcut shortcut_;
+  tensor short_out_, dbody_;
+};
+
+}  // namespace fasttrain::nn

@@ -1,0 +1,274 @@
+// Convolutional layers: exact forward values against a direct reference, and
+// finite-difference gradient checks for Conv2d, pooling, BatchNorm2d and Residual.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <fasttrain/nn/nn.hpp>
+
+using namespace fasttrain;
+using B = cpu::eigen;
+using Mat = B::matrix;
+using Tensor = B::tensor;
+
+namespace {
+
+Tensor random_image(std::int64_t c, std::int64_t h, std::int64_t w, std::int64_t n, std::uint64_t seed) {
+  Rng rng(seed);
+  Tensor t;
+  t.resize(Shape(c, h, w), n);
+  B::fill_normal(t.data, 0.f, 1.f, rng);
+  return t;
+}
+// Element (ch, y, x) of sample s (channels fastest).
+float at(const Tensor& t, std::int64_t s, std::int64_t ch, std::int64_t y, std::int64_t x) {
+  return t.data(ch + t.shape[0] * (x + t.shape[2] * y), s);
+}
+
+template <class Layer>
+double probe(Layer& layer, const Tensor& x, const Mat& R, nn::Mode mode = nn::Mode::train) {
+  Tensor y;
+  layer.forward(x, y, mode);
+  return (y.data.cast<double>().array() * R.cast<double>().array()).sum();
+}
+
+template <class F>
+void check_against_fd(Mat& v, const Mat& g, F&& loss, double eps = 1e-2, double tol = 1e-3) {
+  REQUIRE(v.size() == g.size());
+  Eigen::MatrixXd fd(v.rows(), v.cols());
+  for (Eigen::Index i = 0; i < v.size(); ++i) {
+    const float saved = v(i);
+    v(i) = saved + static_cast<float>(eps);
+    const double up = loss();
+    v(i) = saved - static_cast<float>(eps);
+    const double down = loss();
+    v(i) = saved;
+    fd(i) = (up - down) / (2 * eps);
+  }
+  const Eigen::MatrixXd gd = g.cast<double>();
+  // Norm-wise relative error; a gradient that is truly zero (a conv bias followed by
+  // BatchNorm) is compared in absolute terms, since finite differences give only noise.
+  const double err = (fd - gd).norm();
+  const double rel = err / std::max(fd.norm() + gd.norm(), 1e-12);
+  CHECK((rel < tol || err < 1e-4));
+}
+
+// Checks dL/dx and every parameter gradient of `layer` for the probe loss sum(R .* y).
+template <class Layer>
+void check_layer(Layer& layer, Tensor x, double eps = 1e-2, double tol = 1e-3) {
+  Tensor y;
+  layer.forward(x, y, nn::Mode::train);
+  Rng rng(99);
+  Mat R(y.data.rows(), y.data.cols());
+  B::fill_normal(R, 0.f, 1.f, rng);
+  Tensor dy{R, y.shape}, dx;
+  layer.forward(x, y, nn::Mode::train);
+  layer.backward(x, y, dy, &dx);
+  REQUIRE(dx.data.rows() == x.data.rows());
+  REQUIRE(dx.data.cols() == x.data.cols());
+  CHECK(dx.shape == x.shape);
+  std::vector<Mat> grads;
+  layer.for_each_parameter([&](Mat&, Mat& g) { grads.push_back(g); });
+  auto loss = [&] { return probe(layer, x, R); };
+  const Mat gx = dx.data;
+  check_against_fd(x.data, gx, loss, eps, tol);
+  std::size_t i = 0;
+  layer.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], loss, eps, tol); });
+}
+
+}  // namespace
+
+TEST_CASE("Conv2d: forward equals a direct convolution (stride, padding, several channels)") {
+  nn::Conv2d<3, 4, 3, 2, 1> conv;
+  Rng rng(1);
+  conv.reset_parameters(rng);
+  B::fill_normal(conv.bias, 0.f, 1.f, rng);
+  Tensor x = random_image(3, 7, 6, 2, 2), y;
+  conv.forward(x, y, nn::Mode::train);
+  REQUIRE(y.shape == Shape(4, 4, 3));  // (7 + 2 - 3) / 2 + 1 = 4, (6 + 2 - 3) / 2 + 1 = 3
+  double max_err = 0;
+  for (int s = 0; s < 2; ++s)
+    for (int o = 0; o < 4; ++o)
+      for (int oy = 0; oy < 4; ++oy)
+        for (int ox = 0; ox < 3; ++ox) {
+          double acc = conv.bias(o);
+          for (int ky = 0; ky < 3; ++ky)
+            for (int kx = 0; kx < 3; ++kx)
+              for (int c = 0; c < 3; ++c) {
+                const int iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+                if (iy < 0 || iy >= 7 || ix < 0 || ix >= 6) continue;
+                acc += conv.weight(o, (ky * 3 + kx) * 3 + c) * at(x, s, c, iy, ix);
+              }
+          max_err = std::max(max_err, std::abs(acc - at(y, s, o, oy, ox)));
+        }
+  CHECK(max_err < 1e-5);
+}
+
+TEST_CASE("Conv2d: gradients match finite differences, for chunked batches too") {
+  SUBCASE("stride 1, padding 2, 5x5") {
+    nn::Conv2d<2, 3, 5, 1, 2> conv;
+    check_layer(conv, random_image(2, 6, 5, 3, 3));
+  }
+  SUBCASE("stride 2, padding 1, 3x3") {
+    nn::Conv2d<3, 2, 3, 2, 1> conv;
+    check_layer(conv, random_image(3, 7, 7, 2, 4));
+  }
+  SUBCASE("a batch larger than one patch chunk") {
+    // 4 x 4 x 16 x 32 x 32 x 4 bytes = 1 MiB of patches per sample: 4 MiB chunks hold 4 samples.
+    nn::Conv2d<16, 2, 4, 1, 0> big;
+    Tensor x = random_image(16, 35, 35, 10, 5), y;
+    big.forward(x, y, nn::Mode::train);
+    // Compare with the same convolution run one sample at a time.
+    for (int s = 0; s < 10; s += 9) {
+      Tensor one;
+      one.resize(x.shape, 1);
+      one.data = x.data.col(s);
+      Tensor y1;
+      big.forward(one, y1, nn::Mode::train);
+      CHECK((y1.data.col(0) - y.data.col(s)).cwiseAbs().maxCoeff() < 1e-4f);
+    }
+    // Backward accumulates the weight gradient over chunks: it equals the sum of the
+    // per-sample gradients, and each sample's input gradient is its own.
+    Rng rng(6);
+    Tensor dy{Mat(y.data.rows(), y.data.cols()), y.shape}, dx;
+    B::fill_normal(dy.data, 0.f, 1.f, rng);
+    big.backward(x, y, dy, &dx);
+    const Mat batch_grad = big.weight_grad;
+    Mat sum = Mat::Zero(batch_grad.rows(), batch_grad.cols());
+    for (int s = 0; s < 10; ++s) {
+      Tensor one, y1, dy1, dx1;
+      one.resize(x.shape, 1);
+      one.data = x.data.col(s);
+      big.forward(one, y1, nn::Mode::train);
+      dy1.shape = y1.shape;
+      dy1.data = dy.data.col(s);
+      big.backward(one, y1, dy1, &dx1);
+      sum += big.weight_grad;
+      CHECK((dx1.data.col(0) - dx.data.col(s)).cwiseAbs().maxCoeff() < 1e-3f);
+    }
+    CHECK((sum - batch_grad).cwiseAbs().maxCoeff() < 1e-2f * batch_grad.cwiseAbs().maxCoeff());
+  }
+}
+
+TEST_CASE("Conv2d: wrong channels or a window larger than the image are shape errors") {
+  nn::Conv2d<3, 4, 5> conv;
+  Tensor y;
+  Tensor two = random_image(2, 8, 8, 1, 1);
+  CHECK_THROWS_WITH_AS(conv.forward(two, y, nn::Mode::train), doctest::Contains("expects 3 input channels"),
+                       shape_error);
+  Tensor tiny = random_image(3, 4, 4, 1, 1);
+  CHECK_THROWS_WITH_AS(conv.forward(tiny, y, nn::Mode::train), doctest::Contains("does not fit"), shape_error);
+  Tensor flat;
+  flat.resize(Shape(48), 1);
+  CHECK_THROWS_WITH_AS(conv.forward(flat, y, nn::Mode::train), doctest::Contains("expects image samples"),
+                       shape_error);
+}
+
+TEST_CASE("MaxPool2d and AvgPool2d: exact values and gradients") {
+  Tensor x;
+  x.resize(Shape(1, 2, 4), 1);
+  // image rows: [1 5 2 0] / [3 4 8 7]
+  x.data << 1, 5, 2, 0, 3, 4, 8, 7;
+  Tensor y;
+  nn::MaxPool2d<2> mp;
+  mp.forward(x, y, nn::Mode::train);
+  REQUIRE(y.shape == Shape(1, 1, 2));
+  CHECK(y.data(0) == 5.f);
+  CHECK(y.data(1) == 8.f);
+  Tensor dy{Mat::Constant(2, 1, 1.f), y.shape}, dx;
+  mp.backward(x, y, dy, &dx);
+  CHECK(dx.data(1) == 1.f);  // where the 5 was
+  CHECK(dx.data(6) == 1.f);  // where the 8 was
+  CHECK(dx.data.sum() == 2.f);
+  nn::AvgPool2d<2> ap;
+  ap.forward(x, y, nn::Mode::train);
+  CHECK(y.data(0) == doctest::Approx(13.f / 4));
+  CHECK(y.data(1) == doctest::Approx(17.f / 4));
+
+  SUBCASE("gradients, several channels, overlapping windows") {
+    nn::MaxPool2d<3, 2> mp3;
+    check_layer(mp3, random_image(3, 7, 7, 2, 8), 1e-3);
+    nn::AvgPool2d<2> ap2;
+    check_layer(ap2, random_image(3, 6, 4, 2, 9), 1e-3);
+    nn::GlobalAvgPool gap;
+    check_layer(gap, random_image(4, 3, 5, 2, 10), 1e-3);
+  }
+}
+
+TEST_CASE("GlobalAvgPool: channel means") {
+  Tensor x = random_image(3, 4, 5, 2, 11), y;
+  nn::GlobalAvgPool gap;
+  gap.forward(x, y, nn::Mode::train);
+  REQUIRE(y.shape == Shape(3));
+  double mean = 0;
+  for (int yy = 0; yy < 4; ++yy)
+    for (int xx = 0; xx < 5; ++xx) mean += at(x, 1, 2, yy, xx);
+  CHECK(y.data(2, 1) == doctest::Approx(mean / 20).epsilon(1e-5));
+}
+
+TEST_CASE("BatchNorm2d: normalises each channel, tracks running statistics, gradients match") {
+  nn::BatchNorm2d<3> bn;
+  Tensor x = random_image(3, 4, 4, 8, 12);
+  for (Eigen::Index s = 0; s < 8; ++s)
+    for (int p = 0; p < 16; ++p) x.data(1 + 3 * p, s) = x.data(1 + 3 * p, s) * 5.f + 2.f;  // channel 1 off-centre
+  Tensor y;
+  bn.forward(x, y, nn::Mode::train);
+  const auto Y = B::view(y.data.data(), 3, 16 * 8);
+  CHECK(Y.row(1).mean() == doctest::Approx(0.0).epsilon(1e-5));
+  CHECK(Y.row(1).array().square().mean() == doctest::Approx(1.0).epsilon(1e-3));
+  CHECK(bn.running_mean(1) == doctest::Approx(0.1 * B::view(x.data.data(), 3, 128).row(1).mean()).epsilon(1e-4));
+  // Evaluation uses the running statistics: with momentum 1 they are this batch's.
+  nn::BatchNorm2d<3> once{1.0f};
+  once.forward(x, y, nn::Mode::train);
+  Tensor ye;
+  once.forward(x, ye, nn::Mode::eval);
+  CHECK((ye.data - y.data).cwiseAbs().maxCoeff() < 0.05f);  // unbiased vs biased variance: m/(m-1) = 128/127
+
+  nn::BatchNorm2d<3> g;
+  Rng rng(3);
+  B::fill_normal(g.weight, 1.f, 0.3f, rng);
+  B::fill_normal(g.bias, 0.f, 0.3f, rng);
+  check_layer(g, random_image(3, 3, 2, 4, 13), 1e-3, 2e-3);
+  CHECK_THROWS_AS(nn::BatchNorm2d<3>{0.f}, config_error);
+}
+
+TEST_CASE("Residual: identity and projection shortcuts, gradients match") {
+  using Body = nn::Sequential<nn::Conv2d<2, 2, 3, 1, 1>, nn::Tanh, nn::Conv2d<2, 2, 3, 1, 1>>;
+  nn::Residual<Body> block;
+  Rng rng(4);
+  block.reset_parameters(rng);
+  Tensor x = random_image(2, 5, 4, 2, 14), y, by;
+  block.forward(x, y, nn::Mode::train);
+  block.body().forward(x, by, nn::Mode::train);
+  CHECK((y.data - by.data - x.data).cwiseAbs().maxCoeff() < 1e-6f);
+  check_layer(block, x);
+
+  using Down = nn::Residual<nn::Sequential<nn::Conv2d<2, 3, 3, 2, 1>, nn::GELU, nn::Conv2d<3, 3, 3, 1, 1>>,
+                            nn::Conv2d<2, 3, 1, 2, 0>>;
+  static_assert(Down::in_channels == 2 && Down::out_channels == 3);
+  Down down;
+  down.reset_parameters(rng);
+  check_layer(down, random_image(2, 6, 6, 2, 15));
+}
+
+TEST_CASE("a small CNN: static channel checks and a whole-network gradient check") {
+  using Net = nn::Sequential<nn::Conv2d<1, 4, 3, 1, 1>, nn::BatchNorm2d<4>, nn::ReLU, nn::MaxPool2d<2>,
+                             nn::Conv2d<4, 6, 3, 1, 1>, nn::Tanh, nn::GlobalAvgPool, nn::Linear<6, 3>>;
+  static_assert(Net::in_channels == 1);
+  Net net;
+  net.reset_parameters(21);
+  Tensor x = random_image(1, 8, 8, 3, 16);
+  REQUIRE(net.output_shape(x.shape) == Shape(3));
+  B::labels labels{0, 2, 1};
+  nn::SoftmaxCrossEntropy loss;
+  nn::Targets<B> t{&labels, nullptr};
+  auto eval_loss = [&] { return static_cast<double>(loss.forward(net.forward(x, nn::Mode::train), t)); };
+  eval_loss();
+  Tensor g;
+  loss.backward(g);
+  net.backward(g);
+  std::vector<Mat> grads;
+  net.for_each_parameter([&](Mat&, Mat& gr) { grads.push_back(gr); });
+  std::size_t i = 0;
+  // ReLU and max-pool kinks: a small step, and the norm-wise tolerance of the other checks.
+  net.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], eval_loss, 1e-3, 5e-3); });
+}
