@@ -64,8 +64,14 @@ class Conv2d {
   template <class B2>
   using rebind = Conv2d<InC, OutC, K, Stride, Pad, B2>;
 
-  /// Bytes of patch matrix per chunk of samples (tuned on the 2-core machine; see docs/design.md).
-  static constexpr std::int64_t chunk_bytes = std::int64_t{4} << 20;
+  /// Default bytes of patch matrix per chunk of samples (measured on the 2-core machine
+  /// with bench_layers; see docs/design.md).
+  static constexpr std::int64_t default_chunk_bytes = std::int64_t{4} << 20;
+  /// Sets the patch-matrix budget per chunk (>= 1 byte; one sample per chunk at least).
+  void set_chunk_bytes(std::int64_t bytes) {
+    fasttrain::detail::require(bytes >= 1, "fasttrain::nn::Conv2d: chunk bytes must be >= 1, got ", bytes);
+    chunk_bytes_ = bytes;
+  }
 
   explicit Conv2d(Init init = Init::he_uniform) : init_(init) {
     weight.setZero(OutC, K * K * InC);
@@ -140,11 +146,12 @@ class Conv2d {
   matrix weight, bias, weight_grad, bias_grad;
 
  private:
-  static typename B::index chunk_samples(const typename B::window& g) {
+  typename B::index chunk_samples(const typename B::window& g) const {
     const auto per_sample = g.patch() * g.out_pixels() * static_cast<std::int64_t>(sizeof(float));
-    return std::max<typename B::index>(1, chunk_bytes / std::max<std::int64_t>(per_sample, 1));
+    return std::max<typename B::index>(1, chunk_bytes_ / std::max<std::int64_t>(per_sample, 1));
   }
   Init init_;
+  std::int64_t chunk_bytes_ = default_chunk_bytes;
   matrix cols_, dcols_;
 };
 

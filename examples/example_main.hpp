@@ -1,0 +1,90 @@
+// examples/example_main.hpp -- what the Fashion-MNIST examples share: flags, data,
+// normalisation, the recipe chosen by flags, and the JSON line.
+//
+// Flags: --epochs --seed --threads --batch --lr --data --target, and the methods
+// --label-smoothing S, --clip-norm T. Each combination of methods is its own Trainer
+// type, composed at compile time.
+#pragma once
+
+#include <cstdio>
+#include <exception>
+#include <fasttrain/core/cli.hpp>
+#include <fasttrain/fasttrain.hpp>
+#include <iostream>
+#include <string>
+#include <algorithm>
+
+namespace examples {
+
+struct Defaults {
+  double epochs = 10;
+  float lr = 0.05f;
+  float weight_decay = 5e-5f;
+  double warmup_epochs = 0;  ///< linear warmup before the cosine decay (0: none)
+};
+
+template <class Model>
+int train_fashion_mnist(const char* name, const char* description, Defaults d, int argc, char** argv) try {
+  using namespace fasttrain;
+  cli::Args args(name, description);
+  auto epochs = args.add<double>("epochs", d.epochs, "training epochs");
+  auto seed = args.add<std::uint64_t>("seed", 1, "seed for initialisation and shuffling");
+  auto threads = args.add<int>("threads", 2, "threads for the matrix products");
+  auto batch = args.add<std::int64_t>("batch", 128, "minibatch size");
+  auto lr = args.add<float>("lr", d.lr, "base learning rate");
+  auto data_dir = args.add<std::string>("data", data::default_fashion_mnist_dir, "Fashion-MNIST directory");
+  auto target = args.add<double>("target", 0.0, "stop at this test accuracy (0: train the full budget)");
+  auto smoothing = args.add<float>("label-smoothing", 0.f, "LabelSmoothing strength (0: off)");
+  auto clip = args.add<float>("clip-norm", 0.f, "GradientClipping by global norm (0: off)");
+  auto warmup = args.add<double>("warmup", d.warmup_epochs, "epochs of linear LR warmup (0: none)");
+  args.parse(argc, argv);
+
+  set_threads(*threads);
+  auto [train, test] = data::fashion_mnist(*data_dir);
+  const auto norm = data::Normalizer::fit(train);
+  norm.apply(train);
+  norm.apply(test);
+
+  data::Loader loader(train, {.batch_size = *batch, .shuffle = true, .seed = *seed, .prefetch = 2});
+  Model model;
+  model.reset_parameters(*seed);
+  FitOptions opt;
+  opt.max_duration = Duration{*epochs, Unit::epoch};
+  opt.name = name;
+  if (*target > 0) opt.target_accuracy = *target;
+
+  fasttrain::detail::require(*warmup >= 0, "--warmup must be >= 0");
+  // Linear warmup (when asked for) times cosine decay over the whole budget.
+  auto lr_schedule = [w = *warmup, cos = schedule::cosine()](const Time& t) {
+    const float ramp = w > 0 ? static_cast<float>(std::min(1.0, t.ratio(Duration{w, Unit::epoch}))) : 1.f;
+    return ramp * cos(t);
+  };
+  auto run = [&](auto... methods) {
+    Trainer trainer{model,
+                    optim::SGD{{.lr = *lr, .momentum = 0.9f, .nesterov = true, .weight_decay = d.weight_decay}},
+                    nn::SoftmaxCrossEntropy{}, methods...};
+    return trainer.fit(loader, test, opt, lr_schedule);
+  };
+  Result r;
+  if (*smoothing > 0 && *clip > 0)
+    r = run(methods::LabelSmoothing{*smoothing}, methods::GradientClipping::by_norm(*clip));
+  else if (*smoothing > 0)
+    r = run(methods::LabelSmoothing{*smoothing});
+  else if (*clip > 0)
+    r = run(methods::GradientClipping::by_norm(*clip));
+  else
+    r = run();
+  r.extra.push_back({"label_smoothing", json::number(*smoothing)});
+  r.extra.push_back({"clip_norm", json::number(*clip)});
+  r.extra.push_back({"threads", std::to_string(*threads)});
+  r.extra.push_back({"batch", std::to_string(*batch)});
+  r.extra.push_back({"seed", std::to_string(*seed)});
+  r.extra.push_back({"parameters", std::to_string(model.parameter_count())});
+  std::cout << r.json() << std::endl;
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+  return 1;
+}
+
+}  // namespace examples
