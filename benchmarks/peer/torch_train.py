@@ -8,11 +8,14 @@ Trains the same models as fasttrain's examples, on the same data and hyperparame
        conv5x5(32->64, pad 2)-ReLU-maxpool2 -
        flatten(3136)-fc1024-ReLU-fc10             (examples/fashion_mnist_cnn)
 
-SGD lr 0.05, momentum 0.9, Nesterov, weight decay 0 (the speed comparison), softmax
-cross-entropy, He-uniform weights and zero biases, batch 128 (the last batch of an epoch is the
-smaller remainder, as fasttrain's Loader does by default), a fresh torch.randperm order each
-epoch, a cosine schedule per step over the whole run (fasttrain's example; --schedule constant
-turns it off).
+The hyperparameters default to those of fasttrain's examples (examples/example_main.hpp):
+SGD with momentum 0.9 and Nesterov, base rate 0.05 (mlp) / 0.02 (cnn), a linear warmup of 0 (mlp)
+/ 0.5 (cnn) epochs times a cosine decay over the run, evaluated per step as fasttrain's
+schedule is, decoupled weight decay 5e-5 applied as fasttrain's SGD does (the examples hard-code
+it; --weight-decay 0 turns it off); softmax cross-entropy; He-uniform weights and zero biases;
+batch 128, the last batch of an epoch being the smaller remainder, as fasttrain's Loader does by
+default; a fresh torch.randperm order each epoch. Fractional epochs run ceil(epochs *
+batches_per_epoch) steps, as fasttrain does.
 
 The whole data set stays in memory as tensors; a batch is an index_select of the permutation's
 slice (no DataLoader, no worker processes). Only the training loop is timed (ordering, batch
@@ -43,7 +46,50 @@ import torch.nn.functional as F  # noqa: E402
 from fashion_mnist import DEFAULT_DIR, load  # noqa: E402
 
 
-def build_model(name):
+# The defaults of fasttrain's examples/fashion_mnist_{mlp,cnn} (examples/example_main.hpp).
+EXAMPLE_DEFAULTS = {"mlp": {"lr": 0.05, "warmup": 0.0}, "cnn": {"lr": 0.02, "warmup": 0.5}}
+
+
+def lr_multiplier(step, batches_per_epoch, epochs, warmup, schedule):
+    """fasttrain's schedule at the start of optimizer step `step` (0-based): a linear ramp
+    min(1, elapsed / warmup) times cosine 0.5 (1 + cos(pi * elapsed / epochs)), elapsed in epochs."""
+    elapsed = step / batches_per_epoch
+    ramp = min(1.0, elapsed / warmup) if warmup > 0 else 1.0
+    if schedule == "constant":
+        return ramp
+    f = min(max(elapsed / epochs, 0.0), 1.0)
+    return ramp * 0.5 * (1.0 + math.cos(math.pi * f))
+
+
+def openblas_set_threads(n):
+    """Debian's torch calls OpenBLAS (libopenblas0-pthread) through the generic libblas.so.3, and
+    OpenBLAS's own pthread pool ignores torch.set_num_threads: without this, --threads 1 still
+    runs every GEMM on all cores. Sets the pool of each OpenBLAS library mapped into this process;
+    returns the thread count OpenBLAS reports afterwards, or None when no OpenBLAS is loaded
+    (PyPI's torch uses MKL, which torch.set_num_threads does control)."""
+    import ctypes
+
+    paths = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and "openblas" in parts[5] and ".so" in parts[5]:
+                paths.add(parts[5])
+    got = None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+            setter, getter = lib.openblas_set_num_threads, lib.openblas_get_num_threads
+        except (OSError, AttributeError):
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_int], None
+        getter.argtypes, getter.restype = [], ctypes.c_int
+        setter(n)
+        got = getter()
+    return got
+
+
+def build_model(name, init="he"):
     if name == "mlp":
         model = nn.Sequential(
             nn.Flatten(),
@@ -59,6 +105,8 @@ def build_model(name):
             nn.Linear(1024, 10))
     else:
         raise ValueError(f"unknown model {name!r}")
+    if init == "torch":  # PyTorch's own defaults, for diagnosis only
+        return model
     # fasttrain's default: He uniform, U(-a, a) with a = sqrt(6 / fan_in), zero biases.
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -86,14 +134,28 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--data", default=DEFAULT_DIR, help="Fashion-MNIST directory")
     p.add_argument("--eval", action="store_true", help="evaluate on the test set after training")
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=None,
+                   help="base learning rate (default: fasttrain's example: mlp 0.05, cnn 0.02)")
+    p.add_argument("--warmup", type=float, default=None,
+                   help="epochs of linear LR warmup before the cosine decay, fasttrain's ramp "
+                        "(the first step has rate 0) (default: fasttrain's example: mlp 0, cnn 0.5)")
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0,
-                   help="decoupled decay, fasttrain's: p -= schedule * wd * p per step (default 0)")
+    p.add_argument("--weight-decay", type=float, default=5e-5,
+                   help="decoupled decay as fasttrain's SGD: p -= schedule * wd * p each step "
+                        "(default 5e-5: what fasttrain's examples use; 0 turns it off)")
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    p.add_argument("--init", choices=("he", "torch"), default="he",
+                   help="he: fasttrain's He-uniform weights and zero biases (default); "
+                        "torch: PyTorch's default initialisation")
     args = p.parse_args(argv)
     if args.epochs <= 0 or args.batch < 1 or args.threads < 1:
         p.error("--epochs must be > 0, --batch and --threads >= 1")
+    if args.lr is None:
+        args.lr = EXAMPLE_DEFAULTS[args.model]["lr"]
+    if args.warmup is None:
+        args.warmup = EXAMPLE_DEFAULTS[args.model]["warmup"]
+    if args.lr <= 0 or args.warmup < 0 or not 0 <= args.weight_decay < 1:
+        p.error("--lr must be > 0, --warmup >= 0, --weight-decay in [0, 1)")
 
     # Threads first, before any parallel work (set_num_interop_threads fails afterwards).
     torch.set_num_threads(args.threads)
@@ -102,14 +164,23 @@ def main(argv=None):
     except RuntimeError as e:  # already set, or the build does not allow it
         print(f"torch_train: set_num_interop_threads(1) not applied: {e}", file=sys.stderr)
     torch.manual_seed(args.seed)
+    torch.mm(torch.ones(2, 2), torch.ones(2, 2))  # loads the BLAS library if it is lazy
+    openblas_threads = openblas_set_threads(args.threads)
 
     d = load(args.data)
     train_x, train_y, test_x, test_y = d["train_x"], d["train_y"], d["test_x"], d["test_y"]
     n = train_x.shape[0]
-    model = build_model(args.model)
+    model = build_model(args.model, args.init)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                           nesterov=True, weight_decay=0.0)
     params = [q for q in model.parameters()]
+    if hasattr(torch, "_foreach_mul_"):  # one call for every parameter (torch >= 1.7)
+        def decay_(ps, factor):
+            torch._foreach_mul_(ps, factor)
+    else:
+        def decay_(ps, factor):
+            for q in ps:
+                q.mul_(factor)
 
     batches_per_epoch = (n + args.batch - 1) // args.batch
     total_steps = int(math.ceil(args.epochs * batches_per_epoch))  # as fasttrain's Time::total_batches
@@ -130,15 +201,12 @@ def main(argv=None):
         idx = perm[b * args.batch:(b + 1) * args.batch]
         xb = train_x.index_select(0, idx)
         yb = train_y.index_select(0, idx)
-        mult = 1.0
-        if args.schedule == "cosine":
-            mult = 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-            for g in opt.param_groups:
-                g["lr"] = args.lr * mult
-        if args.weight_decay > 0:
+        mult = lr_multiplier(step, batches_per_epoch, args.epochs, args.warmup, args.schedule)
+        for g in opt.param_groups:
+            g["lr"] = args.lr * mult
+        if args.weight_decay > 0:  # decoupled, before the step: p <- p - m wd p - lr m d
             with torch.no_grad():
-                for q in params:
-                    q.mul_(1.0 - mult * args.weight_decay)
+                decay_(params, 1.0 - mult * args.weight_decay)
         out = model(xb)
         loss = F.cross_entropy(out, yb)
         opt.zero_grad(set_to_none=True)
@@ -159,6 +227,7 @@ def main(argv=None):
         "threads": args.threads,
         "torch_num_threads": torch.get_num_threads(),
         "torch_num_interop_threads": torch.get_num_interop_threads(),
+        "openblas_threads": openblas_threads,
         "batch": args.batch,
         "epochs": args.epochs,
         "seed": args.seed,
@@ -169,8 +238,10 @@ def main(argv=None):
         "test_accuracy": acc,
         "final_train_loss": loss_sum / loss_count if loss_count else None,
         "lr": args.lr,
+        "warmup": args.warmup,
         "weight_decay": args.weight_decay,
         "schedule": args.schedule,
+        "init": args.init,
         "peak_rss_mb": peak_rss_mb,
     }
     print(json.dumps(result), flush=True)

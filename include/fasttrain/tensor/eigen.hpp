@@ -36,6 +36,17 @@
 #include "fasttrain/core/rng.hpp"
 #include "fasttrain/tensor/shape.hpp"
 
+// Loops over independent samples or elements run on Eigen's thread count when the code is
+// compiled with OpenMP (-fopenmp), and serially otherwise. `if` keeps small loops serial,
+// where starting the threads would cost more than it saves.
+#ifdef _OPENMP
+#define FASTTRAIN_PARALLEL_FOR(work)                     \
+  const bool fasttrain_parallel_ = (work) >= (1 << 16); \
+  _Pragma("omp parallel for schedule(static) num_threads(Eigen::nbThreads()) if (fasttrain_parallel_)")
+#else
+#define FASTTRAIN_PARALLEL_FOR(work)
+#endif
+
 namespace fasttrain {
 
 /// Sets the number of threads Eigen's GEMM uses (effective when built with OpenMP).
@@ -119,6 +130,7 @@ struct eigen {
     auto ptrs = std::make_tuple(ms.data()...);
     std::apply(
         [&](auto*... ps) {
+          FASTTRAIN_PARALLEL_FOR(n)
           for (index i = 0; i < n; ++i) f(p0[i], ps[i]...);
         },
         ptrs);
@@ -208,6 +220,7 @@ struct eigen {
     cols.resize(g.patch(), g.out_pixels() * count);
     const index sample = g.C * g.H * g.W;
     const auto row_bytes = static_cast<std::size_t>(g.C) * sizeof(float);
+    FASTTRAIN_PARALLEL_FOR(count * g.out_pixels() * g.patch())
     for (index n = 0; n < count; ++n) {
       const float* img = x.data() + (first + n) * sample;
       float* out = cols.data() + n * g.out_pixels() * g.patch();
@@ -242,6 +255,7 @@ struct eigen {
   /// window each input pixel belongs to. Overwrites those samples of dx.
   static void col2im(const matrix& dcols, index first, index count, const window& g, matrix& dx) {
     const index sample = g.C * g.H * g.W;
+    FASTTRAIN_PARALLEL_FOR(count * g.out_pixels() * g.patch())
     for (index n = 0; n < count; ++n) {
       float* img = dx.data() + (first + n) * sample;
       std::fill(img, img + sample, 0.f);
@@ -270,6 +284,7 @@ struct eigen {
     const index n = x.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
     y.resize(out_sample, n);
     arg.resize(static_cast<std::size_t>(out_sample * n));
+    FASTTRAIN_PARALLEL_FOR(n * in_sample)
     for (index s = 0; s < n; ++s) {
       const float* img = x.data() + s * in_sample;
       float* out = y.data() + s * out_sample;
@@ -300,9 +315,11 @@ struct eigen {
   static void max_pool_backward(const matrix& dy, const std::vector<std::int32_t>& arg, const window& g,
                                 matrix& dx) {
     const index n = dy.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
-    dx.setZero(in_sample, n);
+    dx.resize(in_sample, n);
+    FASTTRAIN_PARALLEL_FOR(n * in_sample)
     for (index s = 0; s < n; ++s) {
       float* d = dx.data() + s * in_sample;
+      std::fill(d, d + in_sample, 0.f);
       const float* src = dy.data() + s * out_sample;
       const std::int32_t* a = arg.data() + s * out_sample;
       for (index o = 0; o < out_sample; ++o) d[a[o]] += src[o];
@@ -314,6 +331,7 @@ struct eigen {
     const index n = x.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
     const float scale = 1.f / static_cast<float>(g.K * g.K);
     y.setZero(out_sample, n);
+    FASTTRAIN_PARALLEL_FOR(n * in_sample)
     for (index s = 0; s < n; ++s) {
       const float* img = x.data() + s * in_sample;
       float* out = y.data() + s * out_sample;
@@ -333,6 +351,7 @@ struct eigen {
     const index n = dy.cols(), in_sample = g.C * g.H * g.W, out_sample = g.C * g.Ho * g.Wo;
     const float scale = 1.f / static_cast<float>(g.K * g.K);
     dx.setZero(in_sample, n);
+    FASTTRAIN_PARALLEL_FOR(n * in_sample)
     for (index s = 0; s < n; ++s) {
       float* d = dx.data() + s * in_sample;
       const float* src = dy.data() + s * out_sample;

@@ -12,7 +12,7 @@ namespace fasttrain {
 /// Fraction of `ds` whose arg-max output equals the label, computed in chunks of `chunk`
 /// samples (evaluation mode: dropout off).
 template <class Model>
-double evaluate_accuracy(Model& model, const data::Dataset& ds, std::int64_t chunk = 1000) {
+double evaluate_accuracy(Model& model, const data::Dataset& ds, std::int64_t chunk = 256) {
   using B = typename Model::backend;
   if (ds.size() == 0) return 0.0;
   typename B::tensor x;

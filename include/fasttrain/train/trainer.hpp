@@ -47,7 +47,7 @@ struct FitOptions {
   std::optional<double> target_accuracy;     ///< stop at the first evaluation reaching it
   std::string name = "fasttrain";            ///< the `name` field of the result's JSON line
   ProgressMode progress = ProgressMode::automatic;
-  std::int64_t eval_chunk = 1000;  ///< samples per forward pass during evaluation
+  std::int64_t eval_chunk = 256;   ///< samples per forward pass during evaluation (bounds its memory)
   bool check_finite = true;        ///< throw divergence_error on a NaN/inf loss
 };
 
@@ -310,7 +310,7 @@ class Trainer {
   }
 
   /// Accuracy on `ds`, firing eval_begin / eval_end around it.
-  double evaluate(const data::Dataset& ds, std::int64_t chunk = 1000) {
+  double evaluate(const data::Dataset& ds, std::int64_t chunk = 256) {
     eval_context ectx{model_, time_};
     emit<event::eval_begin>(ectx);
     ectx.accuracy = evaluate_accuracy(model_, ds, chunk);
