@@ -2,6 +2,8 @@
 // finite-difference gradient checks for Conv2d, pooling, BatchNorm2d and Residual.
 #include <doctest/doctest.h>
 
+#include "gradcheck.hpp"
+
 #include <cmath>
 #include <fasttrain/nn/nn.hpp>
 
@@ -31,26 +33,7 @@ double probe(Layer& layer, const Tensor& x, const Mat& R, nn::Mode mode = nn::Mo
   return (y.data.cast<double>().array() * R.cast<double>().array()).sum();
 }
 
-template <class F>
-void check_against_fd(Mat& v, const Mat& g, F&& loss, double eps = 1e-2, double tol = 1e-3) {
-  REQUIRE(v.size() == g.size());
-  Eigen::MatrixXd fd(v.rows(), v.cols());
-  for (Eigen::Index i = 0; i < v.size(); ++i) {
-    const float saved = v(i);
-    v(i) = saved + static_cast<float>(eps);
-    const double up = loss();
-    v(i) = saved - static_cast<float>(eps);
-    const double down = loss();
-    v(i) = saved;
-    fd(i) = (up - down) / (2 * eps);
-  }
-  const Eigen::MatrixXd gd = g.cast<double>();
-  // Norm-wise relative error; a gradient that is truly zero (a conv bias followed by
-  // BatchNorm) is compared in absolute terms, since finite differences give only noise.
-  const double err = (fd - gd).norm();
-  const double rel = err / std::max(fd.norm() + gd.norm(), 1e-12);
-  CHECK((rel < tol || err < 1e-4));
-}
+using gradcheck::check_against_fd;
 
 // Checks dL/dx and every parameter gradient of `layer` for the probe loss sum(R .* y).
 template <class Layer>

@@ -2,6 +2,8 @@
 // exact expectations for shapes, initialisation, dropout and numerical stability.
 #include <doctest/doctest.h>
 
+#include "gradcheck.hpp"
+
 #include <cmath>
 #include <fasttrain/nn/nn.hpp>
 
@@ -31,26 +33,7 @@ double probe(Layer& layer, const Tensor& x, const Mat& R) {
   return (y.data.cast<double>().array() * R.cast<double>().array()).sum();
 }
 
-// Central differences of the loss with respect to every element of `v`, compared with the
-// analytic gradient `g` by the norm-wise relative error ||fd - g|| / (||fd|| + ||g||), so
-// that a gradient wrong by a fraction of a percent anywhere in the tensor fails.
-template <class F>
-void check_against_fd(Mat& v, const Mat& g, F&& loss, double eps = 1e-2, double tol = 1e-3) {
-  REQUIRE(v.size() == g.size());
-  Eigen::MatrixXd fd(v.rows(), v.cols());
-  for (Eigen::Index i = 0; i < v.size(); ++i) {
-    const float saved = v(i);
-    v(i) = saved + static_cast<float>(eps);
-    const double up = loss();
-    v(i) = saved - static_cast<float>(eps);
-    const double down = loss();
-    v(i) = saved;
-    fd(i) = (up - down) / (2 * eps);
-  }
-  const Eigen::MatrixXd gd = g.cast<double>();
-  const double rel = (fd - gd).norm() / std::max(fd.norm() + gd.norm(), 1e-12);
-  CHECK(rel < tol);
-}
+using gradcheck::check_against_fd;
 
 template <class Layer>
 void check_layer_input_grad(Layer& layer, Tensor x, float away = 0.f) {

@@ -155,10 +155,12 @@ class Conv2d {
   matrix cols_, dcols_;
 };
 
-/// Max over K x K windows with stride S (default K), no padding.
-template <std::int64_t K, std::int64_t S = K, class B = default_backend>
-class BasicMaxPool2d : public parameterless {
-  static_assert(K > 0 && S > 0, "fasttrain::nn::MaxPool2d: need K > 0 and S > 0");
+enum class PoolKind { max, average };
+
+/// Max or mean over K x K windows with stride S (default K), no padding.
+template <PoolKind Kind, std::int64_t K, std::int64_t S = K, class B = default_backend>
+class BasicPool2d : public parameterless {
+  static_assert(K > 0 && S > 0, "fasttrain::nn::MaxPool2d / AvgPool2d: need K > 0 and S > 0");
 
  public:
   using backend = B;
@@ -166,9 +168,12 @@ class BasicMaxPool2d : public parameterless {
   static constexpr std::int64_t in_features = any;
   static constexpr std::int64_t out_features = dynamic;
   template <class B2>
-  using rebind = BasicMaxPool2d<K, S, B2>;
+  using rebind = BasicPool2d<Kind, K, S, B2>;
 
-  static std::string name() { return "MaxPool2d<" + std::to_string(K) + "," + std::to_string(S) + ">"; }
+  static std::string name() {
+    return std::string(Kind == PoolKind::max ? "MaxPool2d<" : "AvgPool2d<") + std::to_string(K) + "," +
+           std::to_string(S) + ">";
+  }
   Shape output_shape(const Shape& in) const {
     const auto g = detail::image_window<B>(name(), in, any, K, S, 0);
     return Shape(g.C, g.Ho, g.Wo);
@@ -177,54 +182,28 @@ class BasicMaxPool2d : public parameterless {
     detail::check_batch<B>(name(), x);
     const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
     y.shape = Shape(g.C, g.Ho, g.Wo);
-    B::max_pool(x.data, g, y.data, arg_);
+    if constexpr (Kind == PoolKind::max)
+      B::max_pool(x.data, g, y.data, arg_);
+    else
+      B::avg_pool(x.data, g, y.data);
   }
   void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
     if (!dx) return;
     const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
     dx->shape = x.shape;
-    B::max_pool_backward(dy.data, arg_, g, dx->data);
+    if constexpr (Kind == PoolKind::max)
+      B::max_pool_backward(dy.data, arg_, g, dx->data);
+    else
+      B::avg_pool_backward(dy.data, g, dx->data);
   }
 
  private:
-  std::vector<std::int32_t> arg_;
+  std::vector<std::int32_t> arg_;  // max pooling: the winning input of each output
 };
 template <std::int64_t K, std::int64_t S = K>
-using MaxPool2d = BasicMaxPool2d<K, S>;
-
-/// Mean over K x K windows with stride S (default K), no padding.
-template <std::int64_t K, std::int64_t S = K, class B = default_backend>
-class BasicAvgPool2d : public parameterless {
-  static_assert(K > 0 && S > 0, "fasttrain::nn::AvgPool2d: need K > 0 and S > 0");
-
- public:
-  using backend = B;
-  using tensor = typename B::tensor;
-  static constexpr std::int64_t in_features = any;
-  static constexpr std::int64_t out_features = dynamic;
-  template <class B2>
-  using rebind = BasicAvgPool2d<K, S, B2>;
-
-  static std::string name() { return "AvgPool2d<" + std::to_string(K) + "," + std::to_string(S) + ">"; }
-  Shape output_shape(const Shape& in) const {
-    const auto g = detail::image_window<B>(name(), in, any, K, S, 0);
-    return Shape(g.C, g.Ho, g.Wo);
-  }
-  void forward(const tensor& x, tensor& y, Mode) {
-    detail::check_batch<B>(name(), x);
-    const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
-    y.shape = Shape(g.C, g.Ho, g.Wo);
-    B::avg_pool(x.data, g, y.data);
-  }
-  void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
-    if (!dx) return;
-    const auto g = detail::image_window<B>(name(), x.shape, any, K, S, 0);
-    dx->shape = x.shape;
-    B::avg_pool_backward(dy.data, g, dx->data);
-  }
-};
+using MaxPool2d = BasicPool2d<PoolKind::max, K, S>;
 template <std::int64_t K, std::int64_t S = K>
-using AvgPool2d = BasicAvgPool2d<K, S>;
+using AvgPool2d = BasicPool2d<PoolKind::average, K, S>;
 
 /// Mean over all pixels of each channel: {C, H, W} -> {C}.
 template <class B = default_backend>

@@ -1,0 +1,37 @@
+// Finite-difference gradient checking shared by the layer tests.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <fasttrain/tensor/eigen.hpp>
+
+namespace gradcheck {
+
+using Mat = fasttrain::cpu::eigen::matrix;
+
+/// Central differences of `loss` with respect to every element of `v`, compared with the
+/// analytic gradient `g` by the norm-wise relative error ||fd - g|| / (||fd|| + ||g||), so
+/// that a gradient wrong by a fraction of a percent anywhere in the tensor fails. A
+/// gradient that is truly zero (a conv bias followed by BatchNorm) is compared in absolute
+/// terms, since finite differences give only noise there.
+template <class F>
+void check_against_fd(Mat& v, const Mat& g, F&& loss, double eps = 1e-2, double tol = 1e-3) {
+  REQUIRE(v.size() == g.size());
+  Eigen::MatrixXd fd(v.rows(), v.cols());
+  for (Eigen::Index i = 0; i < v.size(); ++i) {
+    const float saved = v(i);
+    v(i) = saved + static_cast<float>(eps);
+    const double up = loss();
+    v(i) = saved - static_cast<float>(eps);
+    const double down = loss();
+    v(i) = saved;
+    fd(i) = (up - down) / (2 * eps);
+  }
+  const Eigen::MatrixXd gd = g.cast<double>();
+  const double err = (fd - gd).norm();
+  const double rel = err / std::max(fd.norm() + gd.norm(), 1e-12);
+  CHECK((rel < tol || err < 1e-4));
+}
+
+}  // namespace gradcheck
