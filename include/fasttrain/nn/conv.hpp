@@ -102,7 +102,7 @@ class Conv2d {
     const auto chunk = chunk_samples(g);
     for (typename B::index first = 0; first < n; first += chunk) {
       const auto count = std::min(chunk, n - first);
-      B::im2col(x.data, first, count, g, cols_);
+      B::template im2col<InC, K>(x.data, first, count, g, cols_);
       auto out = B::view(y.data.data() + first * OutC * g.out_pixels(), OutC, g.out_pixels() * count);
       B::gemm(false, false, 1.f, weight, cols_, 0.f, out);
       B::add_bias(out, bias);
@@ -117,12 +117,12 @@ class Conv2d {
     const auto chunk = chunk_samples(g);
     for (typename B::index first = 0; first < n; first += chunk) {
       const auto count = std::min(chunk, n - first);
-      B::im2col(x.data, first, count, g, cols_);
+      B::template im2col<InC, K>(x.data, first, count, g, cols_);
       const auto dout = B::view(dy.data.data() + first * OutC * g.out_pixels(), OutC, g.out_pixels() * count);
       B::gemm(false, true, 1.f, dout, cols_, first == 0 ? 0.f : 1.f, weight_grad);  // dW += dY cols^T
       if (dx) {
         B::gemm(true, false, 1.f, weight, dout, 0.f, dcols_);  // dcols = W^T dY
-        B::col2im(dcols_, first, count, g, dx->data);
+        B::template col2im<InC, K>(dcols_, first, count, g, dx->data);
       }
     }
   }

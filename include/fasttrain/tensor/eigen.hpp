@@ -215,34 +215,36 @@ struct eigen {
 
   /// cols(:, (n - first) * Ho * Wo + oy * Wo + ox) = the K x K x C patch (rows ordered
   /// ky, kx, c with c fastest) of sample n at output pixel (oy, ox); zeros in the padding.
-  /// Samples first .. first + count - 1 of the batch x.
+  /// Samples first .. first + count - 1 of the batch x. C and K are compile-time constants
+  /// (the layer's), so the per-pixel copies of K*C floats compile to straight moves.
+  template <std::int64_t C, std::int64_t K>
   static void im2col(const matrix& x, index first, index count, const window& g, matrix& cols) {
+    eigen_assert(g.C == C && g.K == K);
+    constexpr index row = K * C;  // floats in one kernel row of a patch
     cols.resize(g.patch(), g.out_pixels() * count);
-    const index sample = g.C * g.H * g.W;
-    const auto row_bytes = static_cast<std::size_t>(g.C) * sizeof(float);
+    const index sample = C * g.H * g.W;
     FASTTRAIN_PARALLEL_FOR(count * g.out_pixels() * g.patch())
     for (index n = 0; n < count; ++n) {
       const float* img = x.data() + (first + n) * sample;
       float* out = cols.data() + n * g.out_pixels() * g.patch();
       for (index oy = 0; oy < g.Ho; ++oy)
         for (index ox = 0; ox < g.Wo; ++ox) {
-          for (index ky = 0; ky < g.K; ++ky) {
+          const index ix0 = ox * g.S - g.P;
+          const bool inside_x = ix0 >= 0 && ix0 + K <= g.W;
+          for (index ky = 0; ky < K; ++ky) {
             const index iy = oy * g.S - g.P + ky;
-            float* dst = out + ky * g.K * g.C;
+            float* dst = out + ky * row;
             if (iy < 0 || iy >= g.H) {
-              std::memset(dst, 0, row_bytes * static_cast<std::size_t>(g.K));
-              continue;
-            }
-            const index ix0 = ox * g.S - g.P;
-            if (ix0 >= 0 && ix0 + g.K <= g.W) {  // the whole kernel row is inside: one copy
-              std::memcpy(dst, img + (iy * g.W + ix0) * g.C, row_bytes * static_cast<std::size_t>(g.K));
+              for (index t = 0; t < row; ++t) dst[t] = 0.f;
+            } else if (inside_x) {  // the whole kernel row is inside the image: one contiguous run
+              const float* src = img + (iy * g.W + ix0) * C;
+              for (index t = 0; t < row; ++t) dst[t] = src[t];
             } else {
-              for (index kx = 0; kx < g.K; ++kx) {
+              for (index kx = 0; kx < K; ++kx) {
                 const index ix = ix0 + kx;
-                if (ix < 0 || ix >= g.W)
-                  std::memset(dst + kx * g.C, 0, row_bytes);
-                else
-                  std::memcpy(dst + kx * g.C, img + (iy * g.W + ix) * g.C, row_bytes);
+                const float* src = img + (iy * g.W + ix) * C;
+                const bool in = ix >= 0 && ix < g.W;
+                for (index c = 0; c < C; ++c) dst[kx * C + c] = in ? src[c] : 0.f;
               }
             }
           }
@@ -253,8 +255,10 @@ struct eigen {
 
   /// The adjoint of im2col: dx(samples first ..) = sum of the patch gradients over every
   /// window each input pixel belongs to. Overwrites those samples of dx.
+  template <std::int64_t C, std::int64_t K>
   static void col2im(const matrix& dcols, index first, index count, const window& g, matrix& dx) {
-    const index sample = g.C * g.H * g.W;
+    eigen_assert(g.C == C && g.K == K);
+    const index sample = C * g.H * g.W;
     FASTTRAIN_PARALLEL_FOR(count * g.out_pixels() * g.patch())
     for (index n = 0; n < count; ++n) {
       float* img = dx.data() + (first + n) * sample;
@@ -262,15 +266,15 @@ struct eigen {
       const float* in = dcols.data() + n * g.out_pixels() * g.patch();
       for (index oy = 0; oy < g.Ho; ++oy)
         for (index ox = 0; ox < g.Wo; ++ox) {
-          for (index ky = 0; ky < g.K; ++ky) {
+          for (index ky = 0; ky < K; ++ky) {
             const index iy = oy * g.S - g.P + ky;
             if (iy < 0 || iy >= g.H) continue;
-            for (index kx = 0; kx < g.K; ++kx) {
+            for (index kx = 0; kx < K; ++kx) {
               const index ix = ox * g.S - g.P + kx;
               if (ix < 0 || ix >= g.W) continue;
-              float* d = img + (iy * g.W + ix) * g.C;
-              const float* src = in + (ky * g.K + kx) * g.C;
-              for (index c = 0; c < g.C; ++c) d[c] += src[c];
+              float* d = img + (iy * g.W + ix) * C;
+              const float* src = in + (ky * K + kx) * C;
+              for (index c = 0; c < C; ++c) d[c] += src[c];
             }
           }
           in += g.patch();
