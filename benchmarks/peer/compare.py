@@ -295,12 +295,26 @@ def main(argv=None):
               "before some runs; re-run on a quiet machine before quoting these figures.")
     print(f"torch {torch_version}, python {py_version}, {args.rounds} round(s), medians shown")
 
+    # The machine's limit, in the same run: Eigen's GEMM peak and each CNN layer's GFLOP/s.
+    layers = None
+    bench = os.path.join(build, "benchmarks", "bench_layers")
+    if "cnn" in figures and os.access(bench, os.X_OK):
+        print("\nWhere fasttrain's CNN step goes, against the GEMM peak (bench_layers):", flush=True)
+        proc = subprocess.run([bench, "--threads", str(args.threads), "--batch", str(args.batch)],
+                              capture_output=True, text=True)
+        print(proc.stdout.rstrip(), flush=True)
+        last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        try:
+            layers = json.loads(last)
+        except ValueError:
+            layers = {"ok": False, "rc": proc.returncode}
+
     failed = any(not f[s]["ok"] for f in figures.values() if "skipped" not in f
                  for s in ("fasttrain", "torch"))
     summary = {"name": "peer_compare", "torch_version": torch_version, "python": python,
                "python_version": py_version, "threads": args.threads, "batch": args.batch,
                "seed": args.seed, "rounds": args.rounds, "build_dir": build, "env": env,
-               "models": figures, "ok": not failed}
+               "models": figures, "bench_layers": layers, "ok": not failed}
     print(json.dumps(summary), flush=True)
     return 1 if failed else 0
 
