@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <fasttrain/nn/loss.hpp>
 #include <fasttrain/tensor/eigen.hpp>
+#include <vector>
 
 namespace gradcheck {
 
@@ -32,6 +34,24 @@ void check_against_fd(Mat& v, const Mat& g, F&& loss, double eps = 1e-2, double 
   const double err = (fd - gd).norm();
   const double rel = err / std::max(fd.norm() + gd.norm(), 1e-12);
   CHECK((rel < tol || err < 1e-4));
+}
+
+/// Every parameter gradient of `net` under `loss` (with class `labels`) against central
+/// differences.
+template <class Net, class Loss>
+void check_network_gradients(Net& net, const fasttrain::cpu::eigen::tensor& x, Loss& loss,
+                             const fasttrain::cpu::eigen::labels& labels, double eps, double tol) {
+  using B = fasttrain::cpu::eigen;
+  fasttrain::nn::Targets<B> t{&labels, nullptr};
+  auto eval_loss = [&] { return static_cast<double>(loss.forward(net.forward(x, fasttrain::nn::Mode::train), t)); };
+  eval_loss();
+  B::tensor g;
+  loss.backward(g);
+  net.backward(g);
+  std::vector<Mat> grads;
+  net.for_each_parameter([&](Mat&, Mat& gr) { grads.push_back(gr); });
+  std::size_t i = 0;
+  net.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], eval_loss, eps, tol); });
 }
 
 }  // namespace gradcheck

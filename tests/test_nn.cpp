@@ -34,6 +34,7 @@ double probe(Layer& layer, const Tensor& x, const Mat& R) {
 }
 
 using gradcheck::check_against_fd;
+using gradcheck::check_network_gradients;
 
 template <class Layer>
 void check_layer_input_grad(Layer& layer, Tensor x, float away = 0.f) {
@@ -48,22 +49,6 @@ void check_layer_input_grad(Layer& layer, Tensor x, float away = 0.f) {
   REQUIRE(dx.data.cols() == x.data.cols());
   (void)away;
   check_against_fd(x.data, dx.data, [&] { return probe(layer, x, R); }, 1e-3);
-}
-
-// Every parameter gradient of `net` under `loss` against central differences.
-template <class Net, class Loss>
-void check_network_gradients(Net& net, const Tensor& x, Loss& loss, const B::labels& labels, double eps,
-                             double tol) {
-  nn::Targets<B> t{&labels, nullptr};
-  auto eval_loss = [&] { return static_cast<double>(loss.forward(net.forward(x, nn::Mode::train), t)); };
-  eval_loss();
-  Tensor g;
-  loss.backward(g);
-  net.backward(g);
-  std::vector<Mat> grads;
-  net.for_each_parameter([&](Mat&, Mat& gr) { grads.push_back(gr); });
-  std::size_t i = 0;
-  net.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], eval_loss, eps, tol); });
 }
 
 }  // namespace

@@ -20,7 +20,7 @@
 namespace fasttrain::nn {
 
 template <std::int64_t C, class B = default_backend>
-class BatchNorm2d {
+class BatchNorm2d : public weight_and_bias<BatchNorm2d<C, B>> {
   static_assert(C > 0, "fasttrain::nn::BatchNorm2d: channel count must be positive");
 
  public:
@@ -101,15 +101,6 @@ class BatchNorm2d {
          k.col(0).array();
   }
 
-  template <class F>
-  void for_each_parameter(F&& f) {
-    f(weight, weight_grad);
-    f(bias, bias_grad);
-  }
-  void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
-    out.push_back(prefix + name() + ".weight");
-    out.push_back(prefix + name() + ".bias");
-  }
   void reset_parameters(Rng&) {
     weight.setOnes();
     bias.setZero();

@@ -48,7 +48,7 @@ void check_batch(const std::string& who, const typename B::tensor& x) {
 
 template <std::int64_t InC, std::int64_t OutC, std::int64_t K, std::int64_t Stride = 1, std::int64_t Pad = 0,
           class B = default_backend>
-class Conv2d {
+class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
   static_assert(InC > 0 && OutC > 0, "fasttrain::nn::Conv2d: channel counts must be positive");
   static_assert(K > 0 && Stride > 0 && Pad >= 0, "fasttrain::nn::Conv2d: need K > 0, Stride > 0, Pad >= 0");
 
@@ -127,15 +127,6 @@ class Conv2d {
     }
   }
 
-  template <class F>
-  void for_each_parameter(F&& f) {
-    f(weight, weight_grad);
-    f(bias, bias_grad);
-  }
-  void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
-    out.push_back(prefix + name() + ".weight");
-    out.push_back(prefix + name() + ".bias");
-  }
   void reset_parameters(Rng& rng) {
     initialize<B>(weight, K * K * InC, K * K * OutC, init_, rng);
     bias.setZero();

@@ -52,4 +52,20 @@ struct parameterless {
   void reset_parameters(Rng&) {}
 };
 
+/// Layers whose parameters are `weight` and `bias` (with `weight_grad`, `bias_grad`)
+/// inherit the parameter visiting and naming from here (CRTP).
+template <class Derived>
+struct weight_and_bias {
+  template <class F>
+  void for_each_parameter(F&& f) {
+    auto& d = static_cast<Derived&>(*this);
+    f(d.weight, d.weight_grad);
+    f(d.bias, d.bias_grad);
+  }
+  void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
+    out.push_back(prefix + Derived::name() + ".weight");
+    out.push_back(prefix + Derived::name() + ".bias");
+  }
+};
+
 }  // namespace fasttrain::nn

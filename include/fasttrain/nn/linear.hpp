@@ -16,7 +16,7 @@
 namespace fasttrain::nn {
 
 template <std::int64_t In, std::int64_t Out, class B = default_backend>
-class Linear {
+class Linear : public weight_and_bias<Linear<In, Out, B>> {
   static_assert(In > 0 && Out > 0, "fasttrain::nn::Linear<In, Out>: both sizes must be positive");
 
  public:
@@ -65,15 +65,6 @@ class Linear {
     }
   }
 
-  template <class F>
-  void for_each_parameter(F&& f) {
-    f(weight, weight_grad);
-    f(bias, bias_grad);
-  }
-  void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
-    out.push_back(prefix + name() + ".weight");
-    out.push_back(prefix + name() + ".bias");
-  }
 
   void reset_parameters(Rng& rng) {
     initialize<B>(weight, In, Out, init_, rng);
