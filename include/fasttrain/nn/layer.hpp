@@ -52,6 +52,20 @@ struct parameterless {
   void reset_parameters(Rng&) {}
 };
 
+namespace detail {
+/// A layer's static channel counts; a layer that does not declare them keeps the channels.
+template <class L>
+constexpr std::int64_t in_channels_of() {
+  if constexpr (requires { L::in_channels; }) return L::in_channels;
+  else return any;
+}
+template <class L>
+constexpr std::int64_t out_channels_of() {
+  if constexpr (requires { L::out_channels; }) return L::out_channels;
+  else return any;
+}
+}  // namespace detail
+
 /// Layers whose parameters are `weight` and `bias` (with `weight_grad`, `bias_grad`)
 /// inherit the parameter visiting and naming from here (CRTP).
 template <class Derived>

@@ -36,25 +36,13 @@ class BasicIdentity : public parameterless {
 };
 using Identity = BasicIdentity<>;
 
-namespace detail {
-template <class L>
-constexpr std::int64_t channels_in() {
-  if constexpr (requires { L::in_channels; }) return L::in_channels;
-  else return any;
-}
-template <class L>
-constexpr std::int64_t channels_out() {
-  if constexpr (requires { L::out_channels; }) return L::out_channels;
-  else return any;
-}
-}  // namespace detail
 
 template <class Body, class Shortcut = BasicIdentity<typename Body::backend>>
 class Residual {
   static_assert(std::is_same_v<typename Body::backend, typename Shortcut::backend>,
                 "fasttrain::nn::Residual: body and shortcut must use the same backend");
-  static constexpr std::int64_t body_in = detail::channels_in<Body>(), body_out = detail::channels_out<Body>();
-  static constexpr std::int64_t sc_in = detail::channels_in<Shortcut>(), sc_out = detail::channels_out<Shortcut>();
+  static constexpr std::int64_t body_in = detail::in_channels_of<Body>(), body_out = detail::out_channels_of<Body>();
+  static constexpr std::int64_t sc_in = detail::in_channels_of<Shortcut>(), sc_out = detail::out_channels_of<Shortcut>();
   static_assert(body_in < 0 || sc_in < 0 || body_in == sc_in,
                 "fasttrain::nn::Residual: body and shortcut take different channel counts");
   static_assert(body_out < 0 || (sc_out == any ? body_in < 0 || body_out == body_in : sc_out < 0 || body_out == sc_out),

@@ -43,17 +43,6 @@ struct check_channels {
   static constexpr bool ok = true;
 };
 
-template <class L>
-constexpr std::int64_t in_channels_of() {
-  if constexpr (requires { L::in_channels; }) return L::in_channels;
-  else return any;
-}
-template <class L>
-constexpr std::int64_t out_channels_of() {
-  if constexpr (requires { L::out_channels; }) return L::out_channels;
-  else return any;
-}
-
 /// Static size bookkeeping along a chain of layers.
 template <std::size_t N>
 constexpr std::int64_t produced_before(const std::array<std::int64_t, N>& outs, std::size_t i) {
