@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <fasttrain/core/rng.hpp>
+#include <fasttrain/nn/layer.hpp>
 #include <fasttrain/nn/loss.hpp>
 #include <fasttrain/tensor/eigen.hpp>
 #include <vector>
@@ -34,6 +36,36 @@ void check_against_fd(Mat& v, const Mat& g, F&& loss, double eps = 1e-2, double 
   const double err = (fd - gd).norm();
   const double rel = err / std::max(fd.norm() + gd.norm(), 1e-12);
   CHECK((rel < tol || err < 1e-4));
+}
+
+/// Probe loss L = sum(R .* f(x)), so that dL/dy = R.
+template <class Layer>
+double probe(Layer& layer, const fasttrain::cpu::eigen::tensor& x, const Mat& R, fasttrain::nn::Mode mode = fasttrain::nn::Mode::train) {
+  fasttrain::cpu::eigen::tensor y;
+  layer.forward(x, y, mode);
+  return (y.data.cast<double>().array() * R.cast<double>().array()).sum();
+}
+
+/// Checks dL/dx and every parameter gradient of `layer` for the probe loss sum(R .* y).
+template <class Layer>
+void check_layer(Layer& layer, fasttrain::cpu::eigen::tensor x, double eps = 1e-2, double tol = 1e-3) {
+  fasttrain::cpu::eigen::tensor y;
+  layer.forward(x, y, fasttrain::nn::Mode::train);
+  fasttrain::Rng rng(99);
+  Mat R(y.data.rows(), y.data.cols());
+  fasttrain::cpu::eigen::fill_normal(R, 0.f, 1.f, rng);
+  fasttrain::cpu::eigen::tensor dy{R, y.shape}, dx;
+  layer.backward(x, y, dy, &dx);
+  REQUIRE(dx.data.rows() == x.data.rows());
+  REQUIRE(dx.data.cols() == x.data.cols());
+  CHECK(dx.shape == x.shape);
+  std::vector<Mat> grads;
+  layer.for_each_parameter([&](Mat&, Mat& g) { grads.push_back(g); });
+  auto loss = [&] { return probe(layer, x, R); };
+  const Mat gx = dx.data;
+  check_against_fd(x.data, gx, loss, eps, tol);
+  std::size_t i = 0;
+  layer.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], loss, eps, tol); });
 }
 
 /// Every parameter gradient of `net` under `loss` (with class `labels`) against central

@@ -26,37 +26,7 @@ float at(const Tensor& t, std::int64_t s, std::int64_t ch, std::int64_t y, std::
   return t.data(ch + t.shape[0] * (x + t.shape[2] * y), s);
 }
 
-template <class Layer>
-double probe(Layer& layer, const Tensor& x, const Mat& R, nn::Mode mode = nn::Mode::train) {
-  Tensor y;
-  layer.forward(x, y, mode);
-  return (y.data.cast<double>().array() * R.cast<double>().array()).sum();
-}
-
-using gradcheck::check_against_fd;
-
-// Checks dL/dx and every parameter gradient of `layer` for the probe loss sum(R .* y).
-template <class Layer>
-void check_layer(Layer& layer, Tensor x, double eps = 1e-2, double tol = 1e-3) {
-  Tensor y;
-  layer.forward(x, y, nn::Mode::train);
-  Rng rng(99);
-  Mat R(y.data.rows(), y.data.cols());
-  B::fill_normal(R, 0.f, 1.f, rng);
-  Tensor dy{R, y.shape}, dx;
-  layer.forward(x, y, nn::Mode::train);
-  layer.backward(x, y, dy, &dx);
-  REQUIRE(dx.data.rows() == x.data.rows());
-  REQUIRE(dx.data.cols() == x.data.cols());
-  CHECK(dx.shape == x.shape);
-  std::vector<Mat> grads;
-  layer.for_each_parameter([&](Mat&, Mat& g) { grads.push_back(g); });
-  auto loss = [&] { return probe(layer, x, R); };
-  const Mat gx = dx.data;
-  check_against_fd(x.data, gx, loss, eps, tol);
-  std::size_t i = 0;
-  layer.for_each_parameter([&](Mat& p, Mat&) { check_against_fd(p, grads[i++], loss, eps, tol); });
-}
+using gradcheck::check_layer;
 
 }  // namespace
 
