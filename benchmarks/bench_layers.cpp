@@ -44,11 +44,34 @@ double time_median(int reps, F&& f) {
   return median(t);
 }
 
+// The best of `reps` runs after three warm-up runs: the first products of a process run
+// slower (page faults, clock ramp-up), and the peak is the rate the machine can sustain.
 double gemm_peak(int reps) {
   const Eigen::Index n = 1024;
   B::matrix a = B::matrix::Random(n, n), b = B::matrix::Random(n, n), c(n, n);
-  const double s = time_median(reps, [&] { c.noalias() = a * b; });
-  return 2.0 * n * n * n / s / 1e9;
+  for (int w = 0; w < 3; ++w) c.noalias() = a * b;
+  double best = 1e30;
+  for (int r = 0; r < std::max(reps, 5); ++r) {
+    const auto t0 = clk::now();
+    c.noalias() = a * b;
+    best = std::min(best, std::chrono::duration<double>(clk::now() - t0).count());
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+// Forward + backward time and GFLOP/s of one convolution on random input of `in` shape.
+template <class Conv>
+void conv_row(const char* label, Conv& conv, const Shape& in, std::int64_t batch, int reps, bool input_grad) {
+  Rng rng(2);
+  B::tensor x, y, dx;
+  x.resize(in, batch);
+  B::fill_normal(x.data, 0.f, 1.f, rng);
+  const double s = time_median(reps, [&] {
+    conv.forward(x, y, nn::Mode::train);
+    conv.backward(x, y, y, input_grad ? &dx : nullptr);
+  });
+  const double flops = (input_grad ? 6.0 : 4.0) * static_cast<double>(conv.macs(in)) * static_cast<double>(batch);
+  std::printf("  %-34s %8.2f ms  %6.1f GFLOP/s\n", label, s * 1e3, flops / s / 1e9);
 }
 
 // Forward multiply-adds per sample of a layer given its input shape (0 for layers without GEMMs).
@@ -134,24 +157,26 @@ int main(int argc, char** argv) try {
     // budgets per chunk. One sample per chunk is what an NCHW layout forces (each sample's
     // output is its own GEMM); NHWC lets a chunk of samples share one GEMM.
     std::printf("\nConv2d<32,64,5,1,2> forward+backward by patch-matrix budget per chunk:\n");
-    Rng rng(2);
-    B::tensor x;
-    x.resize(Shape(32, 14, 14), *batch);
-    B::fill_normal(x.data, 0.f, 1.f, rng);
     for (std::int64_t kib : {1, 1024, 4096, 16384, 1 << 20}) {
       nn::Conv2d<32, 64, 5, 1, 2> conv;
       conv.set_chunk_bytes(kib << 10);
-      B::tensor y, dx;
-      const double s = time_median(*reps, [&] {
-        conv.forward(x, y, nn::Mode::train);
-        conv.backward(x, y, y, &dx);
-      });
-      const double flops = 6.0 * static_cast<double>(conv.macs(x.shape)) * static_cast<double>(*batch);
-      std::printf("  %-34s %8.2f ms  %6.1f GFLOP/s\n",
-                  kib == 1 ? "1 sample per GEMM (NCHW-like)"
-                  : kib == (1 << 20) ? "whole batch in one GEMM"
-                                     : (std::to_string(kib / 1024) + " MiB chunks").c_str(),
-                  s * 1e3, flops / s / 1e9);
+      conv.set_parallelism(nn::ConvParallel::gemm);
+      conv_row(kib == 1            ? "1 sample per GEMM (NCHW-like)"
+               : kib == (1 << 20) ? "whole batch in one GEMM"
+                                  : (std::to_string(kib / 1024) + " MiB chunks").c_str(),
+               conv, Shape(32, 14, 14), *batch, *reps, true);
+    }
+    // How the batch is spread over threads: every GEMM on all threads, or one part of the
+    // batch per thread with single-threaded GEMMs (Conv2d::thin_patch chooses).
+    std::printf("\nthreads over GEMMs vs threads over samples (4 MiB chunks):\n");
+    for (auto p : {nn::ConvParallel::gemm, nn::ConvParallel::samples}) {
+      const char* how = p == nn::ConvParallel::gemm ? "GEMM-parallel" : "sample-parallel";
+      nn::Conv2d<1, 32, 5, 1, 2> first;
+      first.set_parallelism(p);
+      conv_row((std::string("Conv2d<1,32,5,1,2>  ") + how).c_str(), first, Shape(1, 28, 28), *batch, *reps, false);
+      nn::Conv2d<32, 64, 5, 1, 2> second;
+      second.set_parallelism(p);
+      conv_row((std::string("Conv2d<32,64,5,1,2> ") + how).c_str(), second, Shape(32, 14, 14), *batch, *reps, true);
     }
   }
   std::printf("%-24s %10s %10.2f %12.3f %9.1f %6.0f%%\n", "whole step (layers)", "", total_s * 1e3,

@@ -216,3 +216,35 @@ TEST_CASE("a small CNN: static channel checks and a whole-network gradient check
   // ReLU and max-pool kinks: a small step, and a looser tolerance than the other checks.
   gradcheck::check_network_gradients(net, x, loss, labels, 1e-3, 5e-3);
 }
+
+TEST_CASE("Conv2d: splitting the batch over threads gives the GEMM-parallel results") {
+  // Each thread's part of 13 samples spans several 1 MiB chunks, so the per-thread weight
+  // gradients are accumulated over chunks and then summed across threads.
+  const int before = B::threads();
+  set_threads(2);
+  nn::Conv2d<16, 3, 4, 1, 1> by_samples, by_gemm;
+  by_samples.set_chunk_bytes(1 << 20);
+  by_gemm.set_chunk_bytes(1 << 20);
+  by_samples.set_parallelism(nn::ConvParallel::samples);
+  by_gemm.set_parallelism(nn::ConvParallel::gemm);
+  Rng rng(8);
+  by_samples.reset_parameters(rng);
+  by_gemm.weight = by_samples.weight;
+  Tensor x = random_image(16, 33, 33, 13, 9), ys, yg, dxs, dxg;
+  by_samples.forward(x, ys, nn::Mode::train);
+  by_gemm.forward(x, yg, nn::Mode::train);
+  CHECK((ys.data - yg.data).cwiseAbs().maxCoeff() < 1e-5f * yg.data.cwiseAbs().maxCoeff());
+  Tensor dy{Mat(ys.data.rows(), ys.data.cols()), ys.shape};
+  B::fill_normal(dy.data, 0.f, 1.f, rng);
+  by_samples.backward(x, ys, dy, &dxs);
+  by_gemm.backward(x, yg, dy, &dxg);
+  CHECK((dxs.data - dxg.data).cwiseAbs().maxCoeff() < 1e-5f * dxg.data.cwiseAbs().maxCoeff());
+  CHECK((by_samples.weight_grad - by_gemm.weight_grad).cwiseAbs().maxCoeff() <
+        1e-5f * by_gemm.weight_grad.cwiseAbs().maxCoeff());
+  CHECK((by_samples.bias_grad - by_gemm.bias_grad).cwiseAbs().maxCoeff() < 1e-4f);
+  // Without a weight gradient from a previous call leaking in: a second backward is the same.
+  const Mat first = by_samples.weight_grad;
+  by_samples.backward(x, ys, dy, &dxs);
+  CHECK(by_samples.weight_grad == first);
+  set_threads(before);
+}

@@ -46,6 +46,11 @@ void check_batch(const std::string& who, const typename B::tensor& x) {
 }
 }  // namespace detail
 
+/// How Conv2d spreads a batch over threads: the batch split into one part per thread
+/// (samples), each GEMM on all threads (gemm), or chosen by the patch size (automatic,
+/// the default; see Conv2d::thin_patch).
+enum class ConvParallel { automatic, samples, gemm };
+
 template <std::int64_t InC, std::int64_t OutC, std::int64_t K, std::int64_t Stride = 1, std::int64_t Pad = 0,
           class B = default_backend>
 class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
@@ -73,6 +78,16 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
     chunk_bytes_ = bytes;
   }
 
+  /// With more than one thread, a layer whose patch has at most this many rows (K*K*InC)
+  /// splits the batch into one part per thread, each running its own im2col and
+  /// single-threaded GEMMs; wider layers run each GEMM on all threads. Measured on 2 cores
+  /// (bench_layers, docs/design.md): conv 1->32 (25 rows) is about 10% faster split by
+  /// samples, and stays fast when another process takes a core, where its short multi-
+  /// threaded GEMMs slowed down 2x; conv 32->64 (800 rows) is about 4% faster GEMM-parallel.
+  static constexpr std::int64_t thin_patch = 64;
+  /// Overrides the choice above (for measurement).
+  void set_parallelism(ConvParallel p) { parallel_ = p; }
+
   explicit Conv2d(Init init = Init::he_uniform) : init_(init) {
     weight.setZero(OutC, K * K * InC);
     bias.setZero(OutC, 1);
@@ -99,13 +114,20 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
     const auto g = detail::image_window<B>(name(), x.shape, InC, K, Stride, Pad);
     const auto n = x.batch();
     y.resize(Shape(OutC, g.Ho, g.Wo), n);
-    const auto chunk = chunk_samples(g);
-    for (typename B::index first = 0; first < n; first += chunk) {
-      const auto count = std::min(chunk, n - first);
-      B::template im2col<InC, K>(x.data, first, count, g, cols_);
-      auto out = B::view(y.data.data() + first * OutC * g.out_pixels(), OutC, g.out_pixels() * count);
-      B::gemm(false, false, 1.f, weight, cols_, 0.f, out);
+    const auto step = g.out_pixels() * OutC;
+    auto chunk_forward = [&](typename B::index first, typename B::index count, matrix& cols) {
+      B::template im2col<InC, K>(x.data, first, count, g, cols);
+      auto out = B::view(y.data.data() + first * step, OutC, g.out_pixels() * count);
+      B::gemm(false, false, 1.f, weight, cols, 0.f, out);
       B::add_bias(out, bias);
+    };
+    if (by_samples()) {
+      worker_cols_.resize(B::threads());
+      B::parallel_parts(n, [&](int w, auto first, auto count) {
+        for_chunks(g, first, count, [&](auto f, auto c) { chunk_forward(f, c, worker_cols_[w]); });
+      });
+    } else {
+      for_chunks(g, 0, n, [&](auto f, auto c) { chunk_forward(f, c, cols_); });
     }
   }
 
@@ -114,16 +136,41 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
     const auto n = x.batch();
     B::row_sums(B::view(dy.data.data(), OutC, g.out_pixels() * n), bias_grad);
     if (dx) dx->resize(x.shape, n);
-    const auto chunk = chunk_samples(g);
-    for (typename B::index first = 0; first < n; first += chunk) {
-      const auto count = std::min(chunk, n - first);
-      B::template im2col<InC, K>(x.data, first, count, g, cols_);
-      const auto dout = B::view(dy.data.data() + first * OutC * g.out_pixels(), OutC, g.out_pixels() * count);
-      B::gemm(false, true, 1.f, dout, cols_, first == 0 ? 0.f : 1.f, weight_grad);  // dW += dY cols^T
+    const auto step = g.out_pixels() * OutC;
+    // dW (+)= dY cols^T over one chunk; dX's columns of the chunk from W^T dY.
+    auto chunk_backward = [&](typename B::index first, typename B::index count, bool accumulate, matrix& cols,
+                              matrix& dcols, matrix& wgrad) {
+      B::template im2col<InC, K>(x.data, first, count, g, cols);
+      const auto dout = B::view(dy.data.data() + first * step, OutC, g.out_pixels() * count);
+      B::gemm(false, true, 1.f, dout, cols, accumulate ? 1.f : 0.f, wgrad);
       if (dx) {
-        B::gemm(true, false, 1.f, weight, dout, 0.f, dcols_);  // dcols = W^T dY
-        B::template col2im<InC, K>(dcols_, first, count, g, dx->data);
+        B::gemm(true, false, 1.f, weight, dout, 0.f, dcols);
+        B::template col2im<InC, K>(dcols, first, count, g, dx->data);
       }
+    };
+    if (by_samples()) {
+      // Each worker sums its samples' weight gradient in its own matrix; then one sum.
+      const int workers = B::threads();
+      worker_cols_.resize(workers);
+      worker_dcols_.resize(workers);
+      worker_wgrad_.resize(workers);
+      B::parallel_parts(n, [&](int w, auto first, auto count) {
+        worker_wgrad_[w].resize(OutC, K * K * InC);
+        bool accumulate = false;
+        for_chunks(g, first, count, [&](auto f, auto c) {
+          chunk_backward(f, c, accumulate, worker_cols_[w], worker_dcols_[w], worker_wgrad_[w]);
+          accumulate = true;
+        });
+      });
+      const int used = static_cast<int>(std::min<typename B::index>(workers, n));
+      weight_grad = worker_wgrad_[0];
+      for (int w = 1; w < used; ++w) weight_grad += worker_wgrad_[w];
+    } else {
+      bool accumulate = false;
+      for_chunks(g, 0, n, [&](auto f, auto c) {
+        chunk_backward(f, c, accumulate, cols_, dcols_, weight_grad);
+        accumulate = true;
+      });
     }
   }
 
@@ -141,9 +188,22 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
     const auto per_sample = g.patch() * g.out_pixels() * static_cast<std::int64_t>(sizeof(float));
     return std::max<typename B::index>(1, chunk_bytes_ / std::max<std::int64_t>(per_sample, 1));
   }
+  /// Calls f(first, count) for consecutive chunks of samples [first, first + n).
+  template <class F>
+  void for_chunks(const typename B::window& g, typename B::index first, typename B::index n, F&& f) const {
+    const auto chunk = chunk_samples(g);
+    for (auto done = typename B::index{0}; done < n; done += chunk) f(first + done, std::min(chunk, n - done));
+  }
+  bool by_samples() const {
+    if (B::threads() < 2) return false;
+    if (parallel_ == ConvParallel::automatic) return K * K * InC <= thin_patch;
+    return parallel_ == ConvParallel::samples;
+  }
   Init init_;
   std::int64_t chunk_bytes_ = default_chunk_bytes;
+  ConvParallel parallel_ = ConvParallel::automatic;
   matrix cols_, dcols_;
+  std::vector<matrix> worker_cols_, worker_dcols_, worker_wgrad_;
 };
 
 enum class PoolKind { max, average };

@@ -64,6 +64,29 @@ struct eigen {
   using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   using labels = std::vector<std::int32_t>;
 
+  /// Threads the parallel primitives use (Eigen's thread count; 1 without OpenMP).
+  static int threads() {
+#ifdef _OPENMP
+    return Eigen::nbThreads();
+#else
+    return 1;
+#endif
+  }
+  /// Splits [0, n) into threads() contiguous parts and calls f(worker, first, count) for
+  /// each non-empty part, in parallel. Inside f, GEMMs and the other primitives run on one
+  /// thread (OpenMP does not nest), so f should be independent work per part.
+  template <class F>
+  static void parallel_parts(index n, F&& f) {
+    const int parts = static_cast<int>(std::min<index>(threads(), std::max<index>(n, 1)));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(parts)
+#endif
+    for (int w = 0; w < parts; ++w) {
+      const index first = n * w / parts, last = n * (w + 1) / parts;
+      if (last > first) f(w, first, last - first);
+    }
+  }
+
   /// A batch of activations: `data` is (sample size) x (batch), `shape` the sample's shape.
   struct tensor {
     matrix data;
