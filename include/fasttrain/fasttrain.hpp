@@ -16,4 +16,5 @@
 #include "fasttrain/optim/optim.hpp"
 #include "fasttrain/data/data.hpp"
 #include "fasttrain/train/train.hpp"
+#include "fasttrain/io/io.hpp"
 #include "fasttrain/methods/methods.hpp"

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <numbers>
 
 namespace fasttrain {
@@ -29,6 +30,24 @@ class Rng {
   static Rng derive(std::uint64_t seed, std::uint64_t stream) {
     std::uint64_t x = seed ^ (0x9E3779B97F4A7C15ull * (stream + 1));
     return Rng(splitmix64(x));
+  }
+
+  /// The generator's whole state (for checkpoints): the xoshiro256** words, then the
+  /// cached second normal deviate as its float bits and a flag (1 when cached).
+  struct state_type {
+    std::uint64_t words[6];
+  };
+  state_type state() const {
+    state_type st{{s_[0], s_[1], s_[2], s_[3], 0, has_spare_ ? 1u : 0u}};
+    std::memcpy(&st.words[4], &spare_, sizeof(float));
+    return st;
+  }
+  void set_state(const state_type& st) {
+    for (int i = 0; i < 4; ++i) s_[i] = st.words[i];
+    float f;
+    std::memcpy(&f, &st.words[4], sizeof(float));
+    spare_ = f;
+    has_spare_ = st.words[5] != 0;
   }
 
   static constexpr result_type min() { return 0; }

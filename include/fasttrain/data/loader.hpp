@@ -94,14 +94,19 @@ class Loader {
 
   /// Begins epoch `epoch` (>= 0): its order is Rng::derive(seed, epoch).shuffle of 0..N-1
   /// (identity when shuffle is off). Cancels whatever is left of the previous epoch.
-  void start_epoch(std::int64_t epoch) {
+  /// `first_batch` > 0 starts at that batch of the epoch (a resumed run), without gathering
+  /// the ones before it; first_batch == batches_per_epoch() gives an exhausted epoch.
+  void start_epoch(std::int64_t epoch, std::int64_t first_batch = 0) {
     fasttrain::detail::require(epoch >= 0, "data::Loader::start_epoch: epoch must be >= 0, got ", epoch);
+    fasttrain::detail::require(first_batch >= 0 && first_batch <= nb_, "data::Loader::start_epoch: first_batch must be in [0, ",
+                               nb_, "], got ", first_batch);
     make_order(epoch, order_);
     if (worker_.joinable()) {
       {
         std::lock_guard<std::mutex> lk(mu_);
         ++generation_;
         pending_order_.swap(order_);  // the worker takes it; order_ becomes scratch
+        pending_first_ = first_batch;
         for (auto& s : slots_)
           if (s.state == Slot::ready) s.state = Slot::empty;
         error_ = nullptr;
@@ -109,7 +114,7 @@ class Loader {
       producer_cv_.notify_one();
     }
     started_ = true;
-    consumed_ = 0;
+    consumed_ = first_batch;
   }
 
   /// Hands out the next batch of the epoch in `out` (its previous buffers are recycled);
@@ -197,7 +202,7 @@ class Loader {
       if (generation_ != gen) {  // a new epoch: take its order, start at batch 0
         gen = generation_;
         order.swap(pending_order_);
-        k = 0;
+        k = pending_first_;
         failed = false;
         continue;
       }
@@ -242,6 +247,7 @@ class Loader {
   std::condition_variable producer_cv_, consumer_cv_;
   std::vector<Slot> slots_;
   std::vector<std::int64_t> pending_order_;
+  std::int64_t pending_first_ = 0;
   std::uint64_t generation_ = 0;
   std::exception_ptr error_;
   bool stop_ = false;

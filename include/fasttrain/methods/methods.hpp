@@ -1,4 +1,5 @@
 // fasttrain/methods/methods.hpp -- every speedup method.
 #pragma once
+#include "fasttrain/methods/checkpoint.hpp"
 #include "fasttrain/methods/optim/gradient_clipping.hpp"
 #include "fasttrain/methods/optim/label_smoothing.hpp"

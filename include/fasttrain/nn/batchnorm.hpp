@@ -101,6 +101,15 @@ class BatchNorm2d : public weight_and_bias<BatchNorm2d<C, B>> {
          k.col(0).array();
   }
 
+  template <class Archive>
+  void state(Archive& ar) {
+    ar.config("momentum", momentum_);
+    ar.config("eps", eps_);
+    ar("weight", weight);
+    ar("bias", bias);
+    ar("running_mean", running_mean);
+    ar("running_var", running_var);
+  }
   void reset_parameters(Rng&) {
     weight.setOnes();
     bias.setZero();

@@ -34,6 +34,11 @@ class BasicDropout : public parameterless {
   Shape output_shape(const Shape& in) const { return in; }
 
   void reset_parameters(Rng& rng) { rng_.reseed(rng()); }
+  template <class Archive>
+  void state(Archive& ar) {
+    ar.config("p", p_);
+    ar("rng", rng_);
+  }
 
   void forward(const tensor& x, tensor& y, Mode mode) {
     y.resize(x.shape, x.batch());

@@ -16,6 +16,8 @@
 //   template <class F> void for_each_parameter(F&& f);   // f(value, grad) for each parameter matrix
 //   void parameter_names(std::vector<std::string>& out, const std::string& prefix) const;
 //   void reset_parameters(Rng& rng);              // initialise parameters / reseed layer RNGs
+//   template <class Ar> void state(Ar& ar);       // optional: parameters, buffers and RNGs for
+//                                                 // checkpoints (io/archive.hpp); absent = none
 //   template <class B2> using rebind = ...;       // the same layer on another backend
 //   static constexpr bool has_parameters;         // false lets Sequential skip its backward
 //
@@ -79,6 +81,12 @@ struct weight_and_bias {
   void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
     out.push_back(prefix + Derived::name() + ".weight");
     out.push_back(prefix + Derived::name() + ".bias");
+  }
+  template <class Archive>
+  void state(Archive& ar) {
+    auto& d = static_cast<Derived&>(*this);
+    ar("weight", d.weight);
+    ar("bias", d.bias);
   }
 };
 

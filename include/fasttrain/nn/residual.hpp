@@ -98,6 +98,15 @@ class Residual {
     body_.parameter_names(out, prefix + "body.");
     shortcut_.parameter_names(out, prefix + "shortcut.");
   }
+  template <class Archive>
+  void state(Archive& ar) {
+    {
+      auto scope = ar.scope("body");
+      if constexpr (requires { body_.state(ar); }) body_.state(ar);
+    }
+    auto scope = ar.scope("shortcut");
+    if constexpr (requires { shortcut_.state(ar); }) shortcut_.state(ar);
+  }
   void reset_parameters(Rng& rng) {
     Rng a = Rng::derive(rng(), 0), b = Rng::derive(rng(), 1);
     body_.reset_parameters(a);

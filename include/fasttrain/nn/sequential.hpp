@@ -172,6 +172,20 @@ class Sequential {
     parameter_names(out, "");
     return out;
   }
+  /// Saves or restores every layer's state (io/archive.hpp), each in a scope named by its
+  /// position and type ("3.Conv2d<32,64,5,1,2>").
+  template <class Archive>
+  void state(Archive& ar) {
+    std::size_t i = 0;
+    std::apply(
+        [&](auto&... l) {
+          ((void)[&] {
+            auto scope = ar.scope(std::to_string(i++) + "." + l.name());
+            if constexpr (requires { l.state(ar); }) l.state(ar);
+          }(), ...);
+        },
+        layers_);
+  }
   /// Number of trainable scalars.
   std::int64_t parameter_count() {
     std::int64_t n = 0;

@@ -84,6 +84,19 @@ class BasicAdamW {
     t_ = 0;
   }
 
+  /// Saves or restores the hyperparameters (checked on restore), the step count and moments.
+  template <class Archive>
+  void state(Archive& ar) {
+    ar.config("lr", opt_.lr);
+    ar.config("beta1", opt_.beta1);
+    ar.config("beta2", opt_.beta2);
+    ar.config("eps", opt_.eps);
+    ar.config("weight_decay", opt_.weight_decay);
+    ar("step", t_);
+    ar("first_moments", m1_);
+    ar("second_moments", m2_);
+  }
+
   std::vector<matrix>& first_moments() { return m1_; }
   std::vector<matrix>& second_moments() { return m2_; }
 

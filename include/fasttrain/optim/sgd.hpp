@@ -84,7 +84,16 @@ class BasicSGD {
   }
 
   /// Momentum buffers, in parameter order (empty before the first step).
-  std::vector<matrix>& state() { return velocity_; }
+  std::vector<matrix>& velocity() { return velocity_; }
+  /// Saves or restores the hyperparameters (checked on restore) and the momentum buffers.
+  template <class Archive>
+  void state(Archive& ar) {
+    ar.config("lr", opt_.lr);
+    ar.config("momentum", opt_.momentum);
+    ar.config("nesterov", opt_.nesterov);
+    ar.config("weight_decay", opt_.weight_decay);
+    ar("velocity", velocity_);
+  }
   /// Forgets the momentum (the next step starts from zero velocity).
   void reset() { velocity_.clear(); }
 

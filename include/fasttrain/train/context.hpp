@@ -5,7 +5,8 @@
 //   event                                   context          may touch
 //   fit_begin, epoch_begin, epoch_end,      FitContext       model, optimizer
 //   fit_end
-//   batch_begin, before_forward, batch_end  BatchContext     the batch (inputs, labels), model
+//   batch_begin, before_forward, batch_end  BatchContext     the batch (inputs, labels), model;
+//                                                            at batch_end also `checkpointer`
 //   after_forward                           ForwardContext   the outputs (read), model
 //   before_loss, after_loss                 LossContext      the targets, the loss value
 //   before_backward                         BackwardContext  dL/d(outputs) before it is backpropagated
@@ -18,6 +19,7 @@
 #pragma once
 
 #include <cmath>
+#include <string>
 
 #include "fasttrain/core/time.hpp"
 #include "fasttrain/data/dataset.hpp"
@@ -32,12 +34,26 @@ struct FitContext {
   const Time& time;
 };
 
+/// Writes the Trainer's whole state to a checkpoint file (io/checkpoint.hpp): given to
+/// batch_end hooks, where the state is complete (the step is done, Time advanced).
+class Checkpointer {
+ public:
+  using save_fn = void (*)(void* trainer, const std::string& path);
+  Checkpointer(save_fn fn, void* trainer) : fn_(fn), trainer_(trainer) {}
+  void save(const std::string& path) const { fn_(trainer_, path); }
+
+ private:
+  save_fn fn_;
+  void* trainer_;
+};
+
 template <class Model>
 struct BatchContext {
   using backend = typename Model::backend;
   data::Batch<backend>& batch;
   Model& model;
   const Time& time;
+  const Checkpointer* checkpointer = nullptr;  ///< set at batch_end only
 };
 
 template <class Model>

@@ -21,7 +21,8 @@
 
 namespace fasttrain {
 
-enum class component { data, model, optimization };
+/// `none` tags infrastructure that is not a speedup method (methods::Checkpoint).
+enum class component { data, model, optimization, none };
 enum class action { remove, restrict, reorder, replace, retrofit };
 
 struct taxonomy {
@@ -34,6 +35,7 @@ inline constexpr const char* component_name(component c) {
     case component::data: return "data";
     case component::model: return "model";
     case component::optimization: return "optimization";
+    case component::none: return "none";
   }
   return "?";
 }

@@ -87,6 +87,8 @@ struct Result {
   std::optional<double> target_accuracy;
   std::optional<double> time_to_target_seconds;  ///< training seconds when the target was first reached
   std::string stop_reason;                       ///< "budget" or "target"
+  std::int64_t rollbacks = 0;                    ///< divergences recovered by rolling back (FitOptions::on_divergence)
+  std::string resumed_from;                      ///< the checkpoint this run resumed from, if any
   std::vector<EvalRecord> history;
   /// Extra fields for the JSON line: (key, value already encoded as JSON -- a number, or a
   /// string passed through json::quote).
@@ -104,6 +106,8 @@ struct Result {
         .add("final_train_loss", final_train_loss)
         .add("stop_reason", stop_reason);
     if (target_accuracy) o.add("target_accuracy", *target_accuracy).add("time_to_target_seconds", time_to_target_seconds);
+    if (rollbacks > 0) o.add("rollbacks", rollbacks);
+    if (!resumed_from.empty()) o.add("resumed_from", resumed_from);
     for (const auto& [k, v] : extra) o.raw(k, v);
     return o.str();
   }

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -29,6 +30,8 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/time.hpp"
 #include "fasttrain/data/dataset.hpp"
+#include "fasttrain/io/archive.hpp"
+#include "fasttrain/io/checkpoint.hpp"
 #include "fasttrain/nn/layer.hpp"
 #include "fasttrain/nn/loss.hpp"
 #include "fasttrain/optim/schedule.hpp"
@@ -42,13 +45,27 @@
 
 namespace fasttrain {
 
+/// What fit() does when the loss or a gradient stops being finite.
+enum class Divergence {
+  stop,      ///< throw divergence_error naming the step, the last finite loss and the bad tensor
+  rollback,  ///< reload the last checkpoint written in this run and go on with a lower learning rate
+};
+
 struct FitOptions {
   Duration max_duration{10.0, Unit::epoch};  ///< the budget: epochs, batches, samples or seconds
-  std::optional<double> target_accuracy;     ///< stop at the first evaluation reaching it
+  std::optional<double> target_accuracy{};   ///< stop at the first evaluation reaching it
   std::string name = "fasttrain";            ///< the `name` field of the result's JSON line
   ProgressMode progress = ProgressMode::automatic;
   std::int64_t eval_chunk = 256;   ///< samples per forward pass during evaluation (bounds its memory)
-  bool check_finite = true;        ///< throw divergence_error on a NaN/inf loss
+  /// Check every step's loss and, before the optimizer step, every gradient for NaN / inf.
+  bool check_finite = true;
+  Divergence on_divergence = Divergence::stop;
+  float rollback_lr_factor = 0.5f;  ///< Divergence::rollback: the learning rate's factor per rollback
+  int max_rollbacks = 3;            ///< Divergence::rollback: give up (throw) after this many
+  /// A checkpoint file to resume from (empty: a fresh run). The model, optimizer, methods,
+  /// Time, loader position and history continue from it; the run must be configured as the
+  /// one that wrote it (checked). See io::latest_checkpoint().
+  std::string resume_from{};
 };
 
 namespace detail {
@@ -219,7 +236,8 @@ class Trainer {
   /// Trains on `train` until the budget or the target accuracy on `test` is reached.
   /// Evaluates on `test` after every epoch (and at the end of a partial one).
   /// Each call is a new run from the model's current weights: Time, the optimizer's state
-  /// (momentum, moments) and the state of methods that have reset() start afresh.
+  /// (momentum, moments) and the state of methods that have reset() start afresh -- unless
+  /// `opt.resume_from` names a checkpoint, whose state then replaces all of it.
   template <class Source, schedule::Schedule Sched = schedule::constant>
   Result fit(Source& train, const data::Dataset* test, const FitOptions& opt = {}, Sched sched = {}) {
     validate(opt, test);
@@ -227,45 +245,73 @@ class Trainer {
     if (test) check_dataset("test set", *test);
     if constexpr (requires { optimizer_.reset(); }) optimizer_.reset();
     std::apply([](auto&... m) { (reset_method(m), ...); }, methods_);
-    Result result;
-    result.name = opt.name;
-    result.target_accuracy = opt.target_accuracy;
+    result_ = Result{};
+    result_.name = opt.name;
+    result_.target_accuracy = opt.target_accuracy;
     time_ = Time{};
     time_.batches_per_epoch = train.batches_per_epoch();
     time_.samples_per_epoch = train.samples_per_epoch();
     time_.max_duration = opt.max_duration;
+    epoch_loss_sum_ = 0.0;
+    epoch_loss_count_ = 0;
+    lr_scale_ = 1.f;
+    last_finite_loss_ = std::nan("");
+    last_checkpoint_.clear();
+    source_config_ = describe_source(train);
     Progress progress(opt.progress);
     const double epochs_total = opt.max_duration.unit == Unit::epoch ? opt.max_duration.value : 0.0;
 
     fit_context fctx{model_, optimizer_, time_};
     emit<event::fit_begin>(fctx);
+    // Resuming continues inside the epoch the checkpoint was written in: epoch_begin has
+    // already run for it, and what it set is part of the restored state.
+    bool mid_epoch = false;
+    if (!opt.resume_from.empty()) {
+      load_checkpoint(opt.resume_from);
+      result_.resumed_from = opt.resume_from;
+      last_checkpoint_ = opt.resume_from;
+      mid_epoch = true;
+    }
+    const Checkpointer checkpointer(&Trainer::save_checkpoint_thunk, this);
 
     using clock = std::chrono::steady_clock;
     float loss_value = 0.f;
     bool done = false;
     while (!done) {
-      emit<event::epoch_begin>(fctx);
-      train.start_epoch(time_.epoch);
-      double loss_sum = 0.0;
-      std::int64_t loss_count = 0;
-      auto t0 = clock::now();
-      const double seconds_at_epoch_start = time_.seconds;
-      while (train.next(batch_)) {
-        loss_value = train_step(batch_, sched, opt.check_finite);
-        loss_sum += loss_value;
-        ++loss_count;
-        time_.seconds = seconds_at_epoch_start + std::chrono::duration<double>(clock::now() - t0).count();
-        batch_context bctx{batch_, model_, time_};
-        emit<event::batch_end>(bctx);
-        progress.update(time_.epoch, epochs_total, time_.batch, loss_value,
-                        result.history.empty() ? std::nan("") : result.history.back().test_accuracy,
-                        time_.seconds > 0 ? static_cast<double>(time_.sample) / time_.seconds : 0.0,
-                        time_.fraction(), time_.seconds);
-        if (time_.reached(opt.max_duration)) {
-          done = true;
+      if (!mid_epoch) {
+        emit<event::epoch_begin>(fctx);
+        epoch_loss_sum_ = 0.0;
+        epoch_loss_count_ = 0;
+      }
+      mid_epoch = false;
+      start_source(train, time_.epoch, time_.batch_in_epoch);
+      const auto t0 = clock::now();
+      const double seconds_at_start = time_.seconds;
+      bool rolled_back = false;
+      while (!time_.reached(opt.max_duration) && train.next(batch_)) {
+        try {
+          loss_value = train_step(batch_, sched, opt.check_finite);
+        } catch (const divergence_error& e) {
+          if (opt.on_divergence != Divergence::rollback) throw;
+          roll_back(e, opt);
+          rolled_back = true;
           break;
         }
+        epoch_loss_sum_ += loss_value;
+        ++epoch_loss_count_;
+        time_.seconds = seconds_at_start + std::chrono::duration<double>(clock::now() - t0).count();
+        batch_context bctx{batch_, model_, time_, &checkpointer};
+        emit<event::batch_end>(bctx);
+        progress.update(time_.epoch, epochs_total, time_.batch, loss_value,
+                        result_.history.empty() ? std::nan("") : result_.history.back().test_accuracy,
+                        time_.seconds > 0 ? static_cast<double>(time_.sample) / time_.seconds : 0.0,
+                        time_.fraction(), time_.seconds);
       }
+      if (rolled_back) {
+        mid_epoch = true;
+        continue;
+      }
+      const bool empty_epoch = epoch_loss_count_ == 0;
       if (time_.batch_in_epoch == time_.batches_per_epoch) {
         ++time_.epoch;
         time_.batch_in_epoch = 0;
@@ -273,27 +319,30 @@ class Trainer {
       emit<event::epoch_end>(fctx);
 
       EvalRecord rec{time_.epoch, time_.batch, time_.seconds,
-                     loss_count ? loss_sum / static_cast<double>(loss_count) : std::nan(""), std::nan("")};
+                     epoch_loss_count_ ? epoch_loss_sum_ / static_cast<double>(epoch_loss_count_) : std::nan(""),
+                     std::nan("")};
       if (test) {
         const auto e0 = clock::now();
         rec.test_accuracy = evaluate(*test, opt.eval_chunk);
-        result.eval_seconds += std::chrono::duration<double>(clock::now() - e0).count();
-        if (opt.target_accuracy && rec.test_accuracy >= *opt.target_accuracy && !result.time_to_target_seconds) {
-          result.time_to_target_seconds = time_.seconds;
-          result.stop_reason = "target";
+        result_.eval_seconds += std::chrono::duration<double>(clock::now() - e0).count();
+        if (opt.target_accuracy && rec.test_accuracy >= *opt.target_accuracy && !result_.time_to_target_seconds) {
+          result_.time_to_target_seconds = time_.seconds;
+          result_.stop_reason = "target";
           done = true;
         }
       }
-      result.history.push_back(rec);
+      result_.history.push_back(rec);
       if (time_.reached(opt.max_duration)) done = true;
-      if (loss_count == 0) done = true;  // an empty epoch would loop forever
+      if (empty_epoch) done = true;  // an empty epoch would loop forever
     }
     progress.update(time_.epoch > 0 ? time_.epoch - 1 : 0, epochs_total, time_.batch, loss_value,
-                    result.history.back().test_accuracy, time_.seconds > 0 ? time_.sample / time_.seconds : 0.0,
+                    result_.history.back().test_accuracy, time_.seconds > 0 ? time_.sample / time_.seconds : 0.0,
                     time_.fraction(), time_.seconds, true);
     progress.finish();
     emit<event::fit_end>(fctx);
 
+    Result result = std::move(result_);
+    result_ = Result{};
     if (result.stop_reason.empty()) result.stop_reason = "budget";
     result.test_accuracy = result.history.back().test_accuracy;
     result.final_train_loss = result.history.back().train_loss;
@@ -307,6 +356,22 @@ class Trainer {
   template <class Source, schedule::Schedule Sched = schedule::constant>
   Result fit(Source& train, const data::Dataset& test, const FitOptions& opt = {}, Sched sched = {}) {
     return fit(train, &test, opt, std::move(sched));
+  }
+
+  /// Writes the whole training state to `path` atomically (io/checkpoint.hpp): the model
+  /// (parameters, BatchNorm statistics, layer RNGs), the optimizer, every method's
+  /// configuration and state, Time, the loader's position and the run's history so far.
+  /// Meant for batch_end (methods::Checkpoint calls it through ctx.checkpointer) and for
+  /// after fit(); a checkpoint resumes a fit() exactly where it was written.
+  void save_checkpoint(const std::string& path) {
+    io::CheckpointData ck;
+    ck.add("meta", section([&](auto& ar) { meta_state(ar); }));
+    ck.add("model", section([&](auto& ar) { model_.state(ar); }));
+    ck.add("optimizer", section([&](auto& ar) { io::visit_state(ar, optimizer_); }));
+    ck.add("methods", section([&](auto& ar) { methods_state(ar); }));
+    ck.add("trainer", section([&](auto& ar) { trainer_state(ar); }));
+    io::write_checkpoint(path, ck);
+    last_checkpoint_ = path;
   }
 
   /// Accuracy on `ds`, firing eval_begin / eval_end around it.
@@ -326,6 +391,140 @@ class Trainer {
         loss_(std::move(loss)),
         methods_(std::move(std::get<composition::sorted.order[I]>(ms))...) {}
 
+  template <class F>
+  static std::string section(F&& f) {
+    io::StateWriter w;
+    f(w);
+    return w.take();
+  }
+  static void save_checkpoint_thunk(void* self, const std::string& path) {
+    static_cast<Trainer*>(self)->save_checkpoint(path);
+  }
+
+  // Restores what save_checkpoint wrote; every section must be read to its end.
+  void load_checkpoint(const std::string& path) {
+    const io::CheckpointData ck = io::read_checkpoint(path);
+    auto read = [&](const char* name, auto&& f) {
+      const std::string* bytes = ck.find(name);
+      if (!bytes) throw data_error(path, std::string("has no '") + name + "' section: not a Trainer checkpoint");
+      io::StateReader r(*bytes, path + ", section '" + name + "'");
+      f(r);
+      r.finish();
+    };
+    read("meta", [&](auto& ar) { meta_state(ar); });
+    read("model", [&](auto& ar) { model_.state(ar); });
+    read("optimizer", [&](auto& ar) { io::visit_state(ar, optimizer_); });
+    read("methods", [&](auto& ar) { methods_state(ar); });
+    read("trainer", [&](auto& ar) { trainer_state(ar); });
+  }
+
+  template <class Ar>
+  void meta_state(Ar& ar) {
+    ar.config("model", Model::name());
+    if constexpr (requires { Optimizer::name(); }) ar.config("optimizer", Optimizer::name());
+    ar.config("backend", std::string(backend::name));
+    ar.config("methods", static_cast<std::int64_t>(num_methods));
+  }
+  template <class Ar>
+  void methods_state(Ar& ar) {
+    std::size_t i = 0;
+    std::apply(
+        [&](auto&... m) {
+          ((void)[&] {
+            std::string label = std::to_string(i++);
+            if constexpr (requires { m.name(); }) label += "." + std::string(m.name());
+            auto scope = ar.scope(label);
+            io::visit_state(ar, m);
+          }(), ...);
+        },
+        methods_);
+  }
+  template <class Ar>
+  void trainer_state(Ar& ar) {
+    ar.config("batches_per_epoch", time_.batches_per_epoch);
+    ar.config("samples_per_epoch", time_.samples_per_epoch);
+    ar.config("data", source_config_);
+    ar("epoch", time_.epoch);
+    ar("batch", time_.batch);
+    ar("batch_in_epoch", time_.batch_in_epoch);
+    ar("sample", time_.sample);
+    ar("seconds", time_.seconds);
+    ar("epoch_loss_sum", epoch_loss_sum_);
+    ar("epoch_loss_count", epoch_loss_count_);
+    ar("last_finite_loss", last_finite_loss_);
+    ar("lr_scale", lr_scale_);
+    ar("rollbacks", result_.rollbacks);
+    ar("eval_seconds", result_.eval_seconds);
+    std::vector<std::int64_t> epochs, steps;
+    std::vector<double> seconds, losses, accuracies;
+    if constexpr (Ar::saving)
+      for (const auto& h : result_.history) {
+        epochs.push_back(h.epoch);
+        steps.push_back(h.step);
+        seconds.push_back(h.train_seconds);
+        losses.push_back(h.train_loss);
+        accuracies.push_back(h.test_accuracy);
+      }
+    ar("history.epoch", epochs);
+    ar("history.step", steps);
+    ar("history.train_seconds", seconds);
+    ar("history.train_loss", losses);
+    ar("history.test_accuracy", accuracies);
+    if constexpr (!Ar::saving) {
+      const auto n = epochs.size();
+      if (steps.size() != n || seconds.size() != n || losses.size() != n || accuracies.size() != n)
+        throw data_error("checkpoint", "trainer history columns have different lengths");
+      result_.history.clear();
+      for (std::size_t i = 0; i < n; ++i)
+        result_.history.push_back({epochs[i], steps[i], seconds[i], losses[i], accuracies[i]});
+      if (time_.batch_in_epoch < 0 || time_.batch_in_epoch > time_.batches_per_epoch || time_.epoch < 0 ||
+          time_.batch < 0 || time_.sample < 0)
+        throw data_error("checkpoint", fasttrain::detail::cat("holds an impossible position (epoch ", time_.epoch, ", batch ",
+                                                              time_.batch_in_epoch, " of ", time_.batches_per_epoch, ")"));
+    }
+  }
+
+  // What a checkpoint must agree on about the training data: the loader's configuration
+  // when the source exposes it (a resumed run must see the same batches).
+  template <class Source>
+  static std::string describe_source(const Source& src) {
+    std::string d = fasttrain::detail::cat("batches_per_epoch=", src.batches_per_epoch());
+    if constexpr (requires { src.options().seed; src.dataset().size(); })
+      d += fasttrain::detail::cat(" seed=", src.options().seed, " batch_size=", src.options().batch_size,
+                                  " shuffle=", src.options().shuffle, " drop_last=", src.options().drop_last,
+                                  " size=", src.dataset().size());
+    return d;
+  }
+  // Starts epoch `epoch` of the source at batch `first` (> 0 when resuming mid-epoch).
+  template <class Source>
+  static void start_source(Source& src, std::int64_t epoch, std::int64_t first) {
+    if constexpr (requires { src.start_epoch(epoch, first); }) {
+      src.start_epoch(epoch, first);
+    } else {
+      src.start_epoch(epoch);
+      batch_type skip;
+      for (std::int64_t k = 0; k < first; ++k)
+        if (!src.next(skip)) break;
+    }
+  }
+
+  void roll_back(const divergence_error& e, const FitOptions& opt) {
+    if (last_checkpoint_.empty())
+      throw divergence_error(std::string(e.what()) +
+                             "; cannot roll back: no checkpoint has been written in this run (add methods::Checkpoint "
+                             "to the recipe)");
+    if (result_.rollbacks >= opt.max_rollbacks)
+      throw divergence_error(fasttrain::detail::cat(e.what(), "; gave up after ", result_.rollbacks, " rollback(s)"));
+    const float scale = lr_scale_ * opt.rollback_lr_factor;
+    const std::int64_t rollbacks = result_.rollbacks + 1;
+    const std::int64_t diverged_at = time_.batch;
+    load_checkpoint(last_checkpoint_);
+    lr_scale_ = scale;
+    result_.rollbacks = rollbacks;
+    std::cerr << "fasttrain: " << e.what() << "\nfasttrain: rolled back from step " << diverged_at << " to step "
+              << time_.batch << " (" << last_checkpoint_ << "); learning rate now x" << scale << "\n";
+  }
+
   void validate(const FitOptions& opt, const data::Dataset* test) const {
     detail::require(opt.max_duration.value > 0 && std::isfinite(opt.max_duration.value),
                     "fasttrain::Trainer::fit: max_duration must be positive, got ", opt.max_duration.str());
@@ -338,6 +537,11 @@ class Trainer {
       detail::require(test != nullptr, "fasttrain::Trainer::fit: a target_accuracy needs a test set");
     }
     detail::require(opt.eval_chunk >= 1, "fasttrain::Trainer::fit: eval_chunk must be >= 1");
+    detail::require(opt.rollback_lr_factor > 0 && opt.rollback_lr_factor <= 1,
+                    "fasttrain::Trainer::fit: rollback_lr_factor must be in (0, 1], got ", opt.rollback_lr_factor);
+    detail::require(opt.max_rollbacks >= 0, "fasttrain::Trainer::fit: max_rollbacks must be >= 0");
+    detail::require(opt.on_divergence == Divergence::stop || opt.check_finite,
+                    "fasttrain::Trainer::fit: on_divergence = rollback needs check_finite");
   }
 
  private:
@@ -387,9 +591,10 @@ class Trainer {
     model_.backward(grad_out_);
     emit<event::after_backward>(bw);
 
-    float lr_multiplier = sched(time_);
+    float lr_multiplier = sched(time_) * lr_scale_;
     step_context sctx{model_, optimizer_, lr_multiplier, time_};
     emit<event::before_step>(sctx);
+    if (check_finite) check_gradients(loss_value);
     optimizer_.step(model_, lr_multiplier);
     emit<event::after_step>(sctx);
 
@@ -400,6 +605,26 @@ class Trainer {
   }
 
  private:
+  // A gradient that is NaN or infinite while the loss is finite (an overflow in backward):
+  // caught before the optimizer writes it into the weights.
+  void check_gradients(float loss_value) {
+    std::size_t i = 0, bad = 0;
+    bool found = false;
+    model_.for_each_parameter([&](auto&, auto& g) {
+      if (!found && !backend::all_finite(g)) {
+        found = true;
+        bad = i;
+      }
+      ++i;
+    });
+    if (found)
+      throw divergence_error(detail::cat("fasttrain::Trainer: the gradient of ", model_.parameter_names()[bad],
+                                         " is not finite at step ", time_.batch,
+                                         " (epoch ", time_.epoch, ", batch ", time_.batch_in_epoch, ") although the loss is ",
+                                         loss_value, "; last finite loss ", last_finite_loss_,
+                                         "; is the learning rate too high?"));
+  }
+
   [[noreturn]] void diverged(float loss_value, const batch_type& batch) {
     std::string bad =
         "none (every parameter and gradient is finite: the network's outputs overflowed; is the learning "
@@ -437,6 +662,13 @@ class Trainer {
   batch_type batch_;
   tensor grad_out_;
   float last_finite_loss_ = std::nan("");
+  // The run in progress (members so that checkpoints capture them).
+  Result result_;
+  double epoch_loss_sum_ = 0.0;
+  std::int64_t epoch_loss_count_ = 0;
+  float lr_scale_ = 1.f;          // lowered by each rollback
+  std::string last_checkpoint_;   // written or resumed from in this run
+  std::string source_config_;
 
   template <class E, class Ctx>
   void emit(Ctx& ctx) {

@@ -67,6 +67,14 @@ class GradientClipping {
   /// Steps on which clipping changed the gradient (by-norm clipping only).
   std::int64_t clipped_steps() const { return clipped_; }
 
+  template <class Archive>
+  void state(Archive& ar) {
+    ar.config("type", type_);
+    ar.config("threshold", threshold_);
+    ar("last_norm", last_norm_);
+    ar("clipped_steps", clipped_);
+  }
+
   template <class Ctx>
   void on_before_step(Ctx& ctx) {
     if (type_ == Type::norm) {

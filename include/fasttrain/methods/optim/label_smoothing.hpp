@@ -55,6 +55,11 @@ class LabelSmoothing {
   }
   static std::string name() { return "LabelSmoothing"; }
   float smoothing() const { return smoothing_; }
+  /// Checkpoints hold the configuration (checked when a run resumes); there is no state.
+  template <class Archive>
+  void state(Archive& ar) {
+    ar.config("smoothing", smoothing_);
+  }
 
   template <class Ctx>
   void on_before_loss(Ctx& ctx) {
