@@ -14,6 +14,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -36,11 +37,20 @@ struct CsvOptions {
 
 namespace detail {
 
-// Echoes a field in an error message, shortened when long.
+// Echoes a field in an error message, shortened when long, control bytes as \xNN.
 inline std::string quote_field(std::string_view f) {
   constexpr std::size_t max = 40;
   std::string s = "'";
-  s.append(f.substr(0, max));
+  for (const char c : f.substr(0, max)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", u);
+      s += buf;
+    } else {
+      s += c;
+    }
+  }
   if (f.size() > max) s += "...";
   return s + "'";
 }
@@ -56,7 +66,10 @@ inline std::string_view trim_field(std::string_view f, char delimiter) {
 template <class T>
 bool parse_number(std::string_view f, T& out, bool& out_of_range) {
   out_of_range = false;
-  if (!f.empty() && f.front() == '+') f.remove_prefix(1);
+  if (!f.empty() && f.front() == '+') {
+    f.remove_prefix(1);
+    if (!f.empty() && (f.front() == '-' || f.front() == '+')) return false;  // "+-1" is not a number
+  }
   if (f.empty()) return false;
   const char* end = f.data() + f.size();
   const auto [p, ec] = std::from_chars(f.data(), end, out, std::chars_format::general);
@@ -70,7 +83,7 @@ bool parse_number(std::string_view f, T& out, bool& out_of_range) {
 inline std::string read_text(const std::string& path) {
   GzReader f(path);
   std::string text;
-  std::size_t got = 0, chunk = std::size_t{1} << 20;
+  std::size_t got = 0, chunk = std::size_t{64} << 10;  // grows to 64 MiB reads on big files
   for (;;) {
     text.resize(got + chunk);
     const std::size_t r = f.read(text.data() + got, chunk);
@@ -100,7 +113,7 @@ inline Dataset read_csv(const std::string& path, CsvOptions opt = {}) {
   if (rest.substr(0, 3) == "\xEF\xBB\xBF") rest.remove_prefix(3);  // UTF-8 byte-order mark
   if (rest.empty()) throw data_error(path, "is empty, expected CSV rows");
 
-  // Upper bound on the number of rows, to allocate the feature matrix once.
+  // Upper bound on the number of rows (lines), one of the two bounds on the feature matrix.
   std::int64_t max_rows = 0;
   for (const char* p = rest.data(); (p = static_cast<const char*>(
                                          std::memchr(p, '\n', static_cast<std::size_t>(rest.data() + rest.size() - p))));
@@ -114,6 +127,7 @@ inline Dataset read_csv(const std::string& path, CsvOptions opt = {}) {
   std::int64_t nfields = -1;  // fields per row, fixed by the first data row
   std::int64_t label_col = 0;
   std::int64_t rows = 0;
+  std::int64_t capacity = 0;  // columns allocated in ds.features
   std::int64_t line_no = 0;
   std::int32_t max_label = -1;
 
@@ -132,13 +146,24 @@ inline Dataset read_csv(const std::string& path, CsvOptions opt = {}) {
       for (char c : line) nfields += c == opt.delimiter;
       if (nfields < 2)
         throw data_error(path, cat("line ", line_no, " has 1 field; a row needs a label and at least one feature ",
-                                   "(delimiter '", std::string(1, opt.delimiter), "')"));
+                                   "(delimiter ", detail::quote_field(std::string_view(&opt.delimiter, 1)), ")"));
       label_col = opt.label_column < 0 ? nfields + opt.label_column : opt.label_column;
       if (label_col < 0 || label_col >= nfields)
         throw data_error(path, cat("label_column ", opt.label_column, " is out of range: line ", line_no, " has ",
                                    nfields, " fields"));
-      ds.features.resize(static_cast<Eigen::Index>(nfields - 1), static_cast<Eigen::Index>(max_rows));
-      ds.labels.reserve(static_cast<std::size_t>(max_rows));
+      // The matrix is allocated once for the rows that can still come: a valid row has
+      // nfields non-empty fields and nfields - 1 delimiters, rows are separated by '\n', so
+      // k rows take at least 2 k nfields - 1 bytes. Bounding by lines alone would let a wide
+      // first row followed by many blank lines allocate width x lines floats (a 12 KB file,
+      // 64 MB); this bound keeps the matrix within ~2x the file's size.
+      const auto left = static_cast<std::int64_t>(text.data() + text.size() - line.data());
+      capacity = std::max<std::int64_t>(1, std::min(max_rows, (left + 1) / (2 * nfields)));
+      ds.features.resize(static_cast<Eigen::Index>(nfields - 1), static_cast<Eigen::Index>(capacity));
+      ds.labels.reserve(static_cast<std::size_t>(capacity));
+    }
+    if (rows == capacity) {  // only a row that will turn out invalid can get here; give it room
+      capacity = std::min(max_rows, std::max(rows + 1, 2 * capacity));
+      ds.features.conservativeResize(Eigen::NoChange, static_cast<Eigen::Index>(capacity));
     }
 
     float* col = ds.features.data() + rows * (nfields - 1);
@@ -155,9 +180,14 @@ inline Dataset read_csv(const std::string& path, CsvOptions opt = {}) {
       if (field == label_col) {
         double v = 0;
         const bool ok = detail::parse_number(f, v, out_of_range);
-        if (!ok || !(v >= 0) || v != std::floor(v) || v > std::numeric_limits<std::int32_t>::max())
+        if (!ok || !(v >= 0) || v != std::floor(v))
           throw data_error(path, cat("line ", line_no, ", column ", field + 1, ": label ", detail::quote_field(f),
                                      " is not a non-negative integer"));
+        // num_classes = max label + 1 must still be an int.
+        if (v >= static_cast<double>(std::numeric_limits<std::int32_t>::max()))
+          throw data_error(path, cat("line ", line_no, ", column ", field + 1, ": label ", detail::quote_field(f),
+                                     " is too large (labels must be below ", std::numeric_limits<std::int32_t>::max(),
+                                     ")"));
         const auto y = static_cast<std::int32_t>(v);
         if (opt.num_classes > 0 && y >= opt.num_classes)
           throw data_error(path, cat("line ", line_no, ", column ", field + 1, ": label ", y, " is out of range [0, ",
@@ -185,7 +215,7 @@ inline Dataset read_csv(const std::string& path, CsvOptions opt = {}) {
 
   if (rows == 0)
     throw data_error(path, opt.has_header ? "has a header but no data rows" : "has no data rows");
-  if (rows != max_rows) ds.features.conservativeResize(Eigen::NoChange, static_cast<Eigen::Index>(rows));
+  if (rows != capacity) ds.features.conservativeResize(Eigen::NoChange, static_cast<Eigen::Index>(rows));
   ds.sample_shape = Shape(nfields - 1);
   ds.num_classes = opt.num_classes > 0 ? opt.num_classes : max_label + 1;
   return ds;

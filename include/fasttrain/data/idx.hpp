@@ -4,12 +4,12 @@
 //                                        "train-labels-idx1-ubyte.gz", 10, "fashion-mnist/train");
 //   // features in [0, 1], one 28*28 column per image, sample_shape {1, 28, 28}
 //
-// Files may be gzip-compressed or plain (zlib's gzread reads both). Everything read is
-// checked -- magic number, dimensions, truncation, trailing bytes, label range, the two
-// files agreeing on the count, the gzip stream itself -- and every problem is reported
+// Files may be gzip-compressed or plain (detected by the gzip magic bytes). Everything read is
+// checked -- magic number, dimensions, truncation, trailing bytes (after the gzip stream
+// too), label range, the two files agreeing on the count, the gzip stream itself -- and every problem is reported
 // as data_error(path, problem). A corrupt header never makes the reader allocate much more
 // memory than the file really holds (headers claiming over 2^31 bytes are refused outright,
-// and buffers grow only as data arrives). Link with -lz.
+// and buffers grow only as data arrives, from 64 KiB). Link with -lz.
 #pragma once
 
 #include <zlib.h>
@@ -33,22 +33,46 @@ namespace detail {
 
 using fasttrain::detail::cat;
 
-/// A read-only gzip-or-plain file (RAII around zlib's gzFile) whose errors are data_errors.
+/// A read-only gzip-or-plain file whose errors are data_errors. A file that starts with the
+/// gzip magic bytes is inflated (one gzip member or several concatenated, as `gzip -d` reads
+/// them); any other file is read as it is. Unlike zlib's gzread, which silently drops bytes
+/// after the last gzip member that do not start another member, such trailing data is an
+/// error here, as trailing data is in a plain file.
 class GzReader {
  public:
-  explicit GzReader(const std::string& path) : path_(path) {
+  explicit GzReader(const std::string& path) : path_(path), in_(std::size_t{1} << 17) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) throw data_error(path_, "cannot open: is a directory, expected a file");
     errno = 0;
-    file_ = gzopen(path.c_str(), "rb");
+    file_ = std::fopen(path.c_str(), "rb");
     if (!file_) {
       const int e = errno;
-      throw data_error(path_, cat("cannot open (", e ? std::strerror(e) : "out of memory?", ")"));
+      throw data_error(path_, cat("cannot open (", e ? std::strerror(e) : "unknown error", ")"));
     }
-    gzbuffer(file_, 1u << 17);  // fewer, larger reads than zlib's 8 KiB default
+    try {
+      refill();
+    } catch (...) {
+      std::fclose(file_);
+      throw;
+    }
+    gzip_ = in_len_ >= 2 && in_[0] == 0x1f && in_[1] == 0x8b;
+    if (std::filesystem::is_regular_file(path, ec)) {
+      const std::uintmax_t size = std::filesystem::file_size(path, ec);
+      if (!ec && size != static_cast<std::uintmax_t>(-1)) size_ = static_cast<std::uint64_t>(size);
+    }
+    if (gzip_) {
+      if (inflateInit2(&zs_, 15 + 16) != Z_OK) {
+        std::fclose(file_);
+        gzip_ = false;
+        throw data_error(path_, "out of memory while starting to decompress");
+      }
+      zs_.next_in = in_.data();
+      zs_.avail_in = static_cast<uInt>(in_len_);
+    }
   }
   ~GzReader() {
-    if (file_) gzclose(file_);
+    if (gzip_) inflateEnd(&zs_);
+    if (file_) std::fclose(file_);
   }
   GzReader(const GzReader&) = delete;
   GzReader& operator=(const GzReader&) = delete;
@@ -56,28 +80,26 @@ class GzReader {
   const std::string& path() const { return path_; }
 
   /// Reads up to `n` bytes into `buf`; returns how many were read (fewer only at the end
-  /// of the data). Throws data_error on an I/O error or a corrupt/truncated gzip stream.
+  /// of the data). Throws data_error on an I/O error, a corrupt or truncated gzip stream,
+  /// or data after the end of the gzip stream.
   std::size_t read(void* buf, std::size_t n) {
     auto* out = static_cast<unsigned char*>(buf);
-    std::size_t got = 0;
-    while (got < n) {
-      const auto want = static_cast<unsigned>(std::min<std::size_t>(n - got, std::size_t{1} << 30));
-      const int r = gzread(file_, out + got, want);
-      check();
-      if (r < 0) throw data_error(path_, "read error");
-      if (r == 0) break;
-      got += static_cast<std::size_t>(r);
-    }
-    return got;
+    return gzip_ ? inflate_into(out, n) : copy_into(out, n);
   }
 
-  /// Reads `expected` bytes into a vector that grows as data arrives, so a header that
-  /// claims more than the file holds costs no more memory than the file really has.
-  /// Returns fewer bytes when the data ends early.
+  /// Reads `expected` bytes into a vector, so that a header that claims more than the file
+  /// holds costs no more memory than the file can really hold: the vector is reserved up
+  /// to what the file's size allows (its size when plain, 1032 times it -- deflate's
+  /// largest ratio -- when gzip), and otherwise grows as data arrives, geometrically from
+  /// 64 KiB. Returns fewer bytes when the data ends early.
   std::vector<std::uint8_t> read_up_to(std::uint64_t expected) {
-    constexpr std::uint64_t chunk = std::uint64_t{16} << 20;
+    constexpr std::uint64_t max_chunk = std::uint64_t{16} << 20;
+    std::uint64_t chunk = std::uint64_t{64} << 10;
     std::vector<std::uint8_t> v;
-    v.reserve(static_cast<std::size_t>(std::min(expected, std::uint64_t{64} << 20)));
+    if (size_ > 0) {
+      const std::uint64_t can_hold = gzip_ ? size_ * 1032 : size_;
+      v.reserve(static_cast<std::size_t>(std::min(expected, can_hold)));
+    }
     std::uint64_t got = 0;
     while (got < expected) {
       const std::uint64_t want = std::min(expected - got, chunk);
@@ -85,6 +107,7 @@ class GzReader {
       const std::size_t r = read(v.data() + got, static_cast<std::size_t>(want));
       got += r;
       if (r < want) break;
+      chunk = std::min(chunk * 2, max_chunk);
     }
     v.resize(static_cast<std::size_t>(got));
     return v;
@@ -97,24 +120,92 @@ class GzReader {
   }
 
  private:
-  // Turns zlib's error state into a data_error (zlib prefixes its message with the path;
-  // data_error adds the path itself, so the prefix is dropped).
-  void check() {
-    int errnum = Z_OK;
-    const char* msg = gzerror(file_, &errnum);
-    if (errnum == Z_OK) return;
-    if (errnum == Z_ERRNO) {
-      const int e = errno;
-      throw data_error(path_, cat("read error (", e ? std::strerror(e) : "unknown", ")"));
+  // Reads the next block of the file into in_ (in_len_ bytes, 0 at the end of the file).
+  void refill() {
+    in_pos_ = 0;
+    in_len_ = std::fread(in_.data(), 1, in_.size(), file_);
+    if (in_len_ < in_.size() && std::ferror(file_)) read_error();
+  }
+
+  [[noreturn]] void read_error() const {
+    const int e = errno;
+    throw data_error(path_, cat("read error (", e ? std::strerror(e) : "unknown error", ")"));
+  }
+
+  std::size_t copy_into(unsigned char* out, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n) {
+      if (in_pos_ == in_len_) {
+        if (n - got >= in_.size()) {  // a large read goes straight to the caller's buffer
+          const std::size_t want = n - got;
+          const std::size_t r = std::fread(out + got, 1, want, file_);
+          got += r;
+          if (r < want && std::ferror(file_)) read_error();
+          break;  // all read, or the end of the file
+        }
+        refill();
+        if (in_len_ == 0) break;
+      }
+      const std::size_t k = std::min(n - got, in_len_ - in_pos_);
+      std::memcpy(out + got, in_.data() + in_pos_, k);
+      in_pos_ += k;
+      got += k;
     }
-    std::string m = msg ? msg : "unknown zlib error";
-    if (m.rfind(path_ + ": ", 0) == 0) m.erase(0, path_.size() + 2);
-    if (errnum == Z_MEM_ERROR) throw data_error(path_, "out of memory while decompressing");
-    throw data_error(path_, cat("corrupt or truncated gzip stream (zlib: ", m, ")"));
+    return got;
+  }
+
+  std::size_t inflate_into(unsigned char* out, std::size_t n) {
+    std::size_t got = 0;
+    while (got < n && !done_) {
+      if (zs_.avail_in == 0) {
+        refill();
+        zs_.next_in = in_.data();
+        zs_.avail_in = static_cast<uInt>(in_len_);
+      }
+      const uInt avail_in = zs_.avail_in;
+      const bool at_eof = avail_in == 0;
+      const auto want = static_cast<uInt>(std::min<std::size_t>(n - got, std::size_t{1} << 30));
+      zs_.next_out = out + got;
+      zs_.avail_out = want;
+      const int r = inflate(&zs_, Z_NO_FLUSH);
+      const bool progress = zs_.avail_out != want || zs_.avail_in != avail_in;
+      got += want - zs_.avail_out;
+      if (r == Z_STREAM_END) {
+        // The end of one gzip member: the file must end here or another member start.
+        compressed_ += zs_.total_in;
+        if (zs_.avail_in == 0) {
+          refill();
+          zs_.next_in = in_.data();
+          zs_.avail_in = static_cast<uInt>(in_len_);
+        }
+        if (zs_.avail_in == 0) {
+          done_ = true;
+        } else if (zs_.avail_in >= 2 ? (zs_.next_in[0] == 0x1f && zs_.next_in[1] == 0x8b) : zs_.next_in[0] == 0x1f) {
+          inflateReset(&zs_);
+        } else {
+          throw data_error(path_, cat("unexpected data after the end of the gzip stream (at compressed byte ",
+                                      compressed_, "); the file is corrupt or has something appended"));
+        }
+      } else if (r == Z_MEM_ERROR) {
+        throw data_error(path_, "out of memory while decompressing");
+      } else if (r == Z_BUF_ERROR && at_eof) {
+        throw data_error(path_, "corrupt or truncated gzip stream (zlib: unexpected end of file)");
+      } else if ((r != Z_OK && r != Z_BUF_ERROR) || !progress) {
+        throw data_error(path_, cat("corrupt or truncated gzip stream (zlib: ", zs_.msg ? zs_.msg : "error ",
+                                    zs_.msg ? "" : std::to_string(r), ")"));
+      }
+    }
+    return got;
   }
 
   std::string path_;
-  gzFile file_ = nullptr;
+  std::FILE* file_ = nullptr;
+  std::vector<unsigned char> in_;  // read buffer (128 KiB)
+  std::size_t in_pos_ = 0, in_len_ = 0;
+  bool gzip_ = false, done_ = false;
+  z_stream zs_{};
+  std::uint64_t compressed_ = 0;  // compressed bytes of the gzip members finished so far
+  std::uint64_t size_ = 0;        // the file's size in bytes; 0 when unknown (not a regular file)
 };
 
 inline std::uint32_t big_endian32(const unsigned char* p) {

@@ -21,6 +21,7 @@
 
 #include <Eigen/Core>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -157,12 +158,23 @@ class StateWriter : public detail::scoped_names {
 };
 
 /// Reads records written by StateWriter, in order, checking names, types and shapes.
-/// `origin` names the source in errors ("ckpt-000100.ftc, section 'model'").
+/// `path` and `section` name the source in errors: a data_error for `path` whose problem
+/// starts with "section 'model': ..." (a malformed record), or a config_error / shape_error
+/// (a well-formed record that does not fit this run).
 class StateReader : public detail::scoped_names {
  public:
   static constexpr bool saving = false;
 
-  StateReader(std::string_view bytes, std::string origin) : in_(bytes), origin_(std::move(origin)) {}
+  StateReader(std::string_view bytes, std::string path, std::string section = {})
+      : in_(bytes),
+        path_(std::move(path)),
+        where_(section.empty() ? std::string() : "section '" + section + "': "),
+        origin_(section.empty() ? path_ : path_ + ", section '" + section + "'") {}
+
+  /// The file being read.
+  const std::string& path() const { return path_; }
+  /// Throws a data_error for the file: the data read is impossible (a corrupt or forged file).
+  [[noreturn]] void invalid(const std::string& problem) const { throw data_error(path_, where_ + problem); }
 
   [[nodiscard]] guard scope(std::string_view name) { return guard(*this, name); }
 
@@ -188,7 +200,7 @@ class StateReader : public detail::scoped_names {
     if (pos_ != in_.size()) {
       std::string next = "?";
       try {
-        StateReader peek(in_.substr(pos_), origin_);
+        StateReader peek(in_.substr(pos_), path_);
         next = peek.next_name();
       } catch (const std::exception&) {
       }
@@ -223,16 +235,19 @@ class StateReader : public detail::scoped_names {
         if (x != 0 && x != 1) bad(name, fasttrain::detail::cat("holds ", x, " where a boolean (0 or 1) belongs"));
         v = x != 0;
       } else if constexpr (std::is_enum_v<T>) {
-        v = static_cast<T>(x);
+        using U = std::underlying_type_t<T>;
+        in_range<U>(name, x);
+        v = static_cast<T>(static_cast<U>(x));
       } else {
-        if (x < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
-            (x > 0 && static_cast<std::uint64_t>(x) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())))
-          bad(name, fasttrain::detail::cat("holds ", x, ", out of range for its type"));
+        in_range<T>(name, x);
         v = static_cast<T>(x);
       }
     } else if constexpr (std::is_floating_point_v<T>) {
       head(name, record_kind::f64);
-      v = static_cast<T>(raw<double>(name));
+      const double x = raw<double>(name);
+      if (std::isfinite(x) && std::abs(x) > static_cast<double>(std::numeric_limits<T>::max()))
+        bad(name, fasttrain::detail::cat("holds ", x, ", out of range for its type"));
+      v = static_cast<T>(x);
     } else if constexpr (std::is_same_v<T, std::string>) {
       head(name, record_kind::text);
       const auto len = raw<std::uint64_t>(name);
@@ -272,6 +287,13 @@ class StateReader : public detail::scoped_names {
     }
   }
 
+  template <class I>
+  void in_range(const std::string& name, std::int64_t x) const {
+    if (x < static_cast<std::int64_t>(std::numeric_limits<I>::min()) ||
+        (x > 0 && static_cast<std::uint64_t>(x) > static_cast<std::uint64_t>(std::numeric_limits<I>::max())))
+      bad(name, fasttrain::detail::cat("holds ", x, ", out of range for its type"));
+  }
+
   void head(const std::string& name, record_kind want) {
     if (pos_ == in_.size())
       throw config_error(fasttrain::detail::cat("fasttrain: checkpoint ", origin_, " ends where this run expects ", name,
@@ -299,16 +321,16 @@ class StateReader : public detail::scoped_names {
   }
   void need(std::uint64_t n, const std::string& name) const {
     if (n > in_.size() - pos_)
-      throw data_error(origin_, fasttrain::detail::cat("is truncated inside record '", name, "' (needs ", n, " more bytes, ",
-                                                       in_.size() - pos_, " left)"));
+      invalid(fasttrain::detail::cat("truncated inside record '", name, "' (needs ", n, " more bytes, ",
+                                     in_.size() - pos_, " left)"));
   }
   [[noreturn]] void bad(const std::string& name, const std::string& what) const {
-    throw data_error(origin_, "record '" + name + "' " + what);
+    invalid("record '" + name + "' " + what);
   }
 
   std::string_view in_;
   std::size_t pos_ = 0;
-  std::string origin_;
+  std::string path_, where_, origin_;
 };
 
 /// Saves or loads `x`'s state if it has a state(ar) member; does nothing otherwise.

@@ -407,7 +407,7 @@ class Trainer {
     auto read = [&](const char* name, auto&& f) {
       const std::string* bytes = ck.find(name);
       if (!bytes) throw data_error(path, std::string("has no '") + name + "' section: not a Trainer checkpoint");
-      io::StateReader r(*bytes, path + ", section '" + name + "'");
+      io::StateReader r(*bytes, path, name);
       f(r);
       r.finish();
     };
@@ -473,14 +473,19 @@ class Trainer {
     if constexpr (!Ar::saving) {
       const auto n = epochs.size();
       if (steps.size() != n || seconds.size() != n || losses.size() != n || accuracies.size() != n)
-        throw data_error("checkpoint", "trainer history columns have different lengths");
+        ar.invalid("the history's columns have different lengths");
       result_.history.clear();
       for (std::size_t i = 0; i < n; ++i)
         result_.history.push_back({epochs[i], steps[i], seconds[i], losses[i], accuracies[i]});
       if (time_.batch_in_epoch < 0 || time_.batch_in_epoch > time_.batches_per_epoch || time_.epoch < 0 ||
-          time_.batch < 0 || time_.sample < 0)
-        throw data_error("checkpoint", fasttrain::detail::cat("holds an impossible position (epoch ", time_.epoch, ", batch ",
-                                                              time_.batch_in_epoch, " of ", time_.batches_per_epoch, ")"));
+          time_.batch < 0 || time_.sample < 0 || epoch_loss_count_ < 0 || result_.rollbacks < 0)
+        ar.invalid(fasttrain::detail::cat("an impossible position (epoch ", time_.epoch, ", batch ", time_.batch_in_epoch,
+                                          " of ", time_.batches_per_epoch, ", step ", time_.batch, ", sample ", time_.sample,
+                                          ")"));
+      if (!(lr_scale_ > 0.f && lr_scale_ <= 1.f) || !std::isfinite(time_.seconds) || time_.seconds < 0 ||
+          !std::isfinite(epoch_loss_sum_))
+        ar.invalid(fasttrain::detail::cat("impossible values (learning-rate scale ", lr_scale_, ", seconds ", time_.seconds,
+                                          ", epoch loss sum ", epoch_loss_sum_, ")"));
     }
   }
 
