@@ -336,6 +336,26 @@ TEST_CASE("resume: a run continued from any of its checkpoints ends bitwise iden
   fs::remove_all(dir);
 }
 
+TEST_CASE("io::load_model restores a checkpoint's model alone, for evaluation") {
+  const auto train = blobs(120, 1);
+  const std::string dir = fresh_dir("load_model");
+  data::Loader loader(train, {.batch_size = 16, .shuffle = true, .seed = 2});
+  Net net;
+  net.reset_parameters(1);
+  auto t = make_trainer(net);
+  (void)t.fit(loader, nullptr, {.max_duration = 1_ep, .progress = ProgressMode::never});
+  t.save_checkpoint(dir + "/m.ftc");
+  Net copy;
+  copy.reset_parameters(2);
+  io::load_model(dir + "/m.ftc", copy);
+  const auto a = weights_of(net), b = weights_of(copy);
+  for (std::size_t i = 0; i < a.size(); ++i) CHECK(a[i] == b[i]);
+  CHECK(evaluate_accuracy(copy, train) == evaluate_accuracy(net, train));
+  nn::Sequential<nn::Linear<4, 16>, nn::ReLU, nn::Linear<16, 3>> other;  // no Dropout: records differ
+  CHECK_THROWS_AS(io::load_model(dir + "/m.ftc", other), config_error);
+  fs::remove_all(dir);
+}
+
 TEST_CASE("resume: a checkpoint of another configuration is refused, naming the difference") {
   const auto train = blobs(120, 1);
   const std::string dir = fresh_dir("mismatch");

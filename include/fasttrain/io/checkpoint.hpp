@@ -249,6 +249,19 @@ inline std::optional<std::string> latest_checkpoint(const std::string& dir, cons
   return std::nullopt;
 }
 
+/// Loads only the model's state (parameters, BatchNorm statistics, layer RNGs) from a
+/// checkpoint written by Trainer::save_checkpoint: to evaluate or deploy a saved model.
+/// The model must have the type that wrote it (checked record by record).
+template <class Model>
+void load_model(const std::string& path, Model& model) {
+  const CheckpointData ck = read_checkpoint(path);
+  const std::string* bytes = ck.find("model");
+  if (!bytes) throw data_error(path, "has no 'model' section: not a Trainer checkpoint");
+  StateReader r(*bytes, path, "model");
+  model.state(r);
+  r.finish();
+}
+
 /// The file name the Checkpoint method uses for step `step`.
 inline std::string checkpoint_path(const std::string& dir, const std::string& prefix, std::int64_t step) {
   std::string digits = std::to_string(step);
