@@ -1,5 +1,6 @@
 // The child process of the kill/resume test (test_io.cpp): trains a small CNN with
-// BatchNorm, Dropout, momentum SGD and stateful methods, writing a checkpoint every 10
+// BatchNorm, Dropout, momentum SGD and stateful methods (MixUp and CutOut draw from their
+// own generators; GradientNoise below too), writing a checkpoint every 10
 // batches. When <dir> already holds a checkpoint it resumes from the newest one. At the end
 // it writes the model's and optimizer's state (io::StateWriter bytes) and the final loss and
 // accuracy to <out>, for a bitwise comparison with an uninterrupted run.
@@ -86,6 +87,8 @@ int main(int argc, char** argv) try {
                   optim::SGD{{.lr = 0.05f, .momentum = 0.9f, .nesterov = true, .weight_decay = 1e-4f}},
                   nn::SoftmaxCrossEntropy{},
                   methods::Checkpoint{{.dir = dir, .every = 10_ba, .keep = 2}},
+                  methods::MixUp{{.alpha = 0.4f, .seed = 1}},
+                  methods::CutOut{{.length = 0.25f, .seed = 2}},
                   methods::LabelSmoothing{0.1f},
                   methods::GradientClipping::by_norm(5.f),
                   GradientNoise{}};

@@ -102,6 +102,31 @@ class Rng {
   }
   float normal(float mean, float stddev) { return mean + stddev * normal(); }
 
+  /// Gamma(shape, 1) for shape > 0 (Marsaglia and Tsang 2000; shape < 1 by the boost
+  /// Gamma(shape + 1) * U^(1/shape)).
+  double gamma(double shape) {
+    if (shape < 1.0) {
+      double u = 0.0;
+      do u = static_cast<double>((*this)() >> 11) * 0x1.0p-53; while (u <= 0.0);
+      return gamma(shape + 1.0) * std::pow(u, 1.0 / shape);
+    }
+    const double d = shape - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
+    for (;;) {
+      const double x = normal();
+      double v = 1.0 + c * x;
+      if (v <= 0.0) continue;
+      v = v * v * v;
+      double u = 0.0;
+      do u = static_cast<double>((*this)() >> 11) * 0x1.0p-53; while (u <= 0.0);
+      if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
+    }
+  }
+  /// Beta(a, b) for a, b > 0, as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b).
+  double beta(double a, double b) {
+    const double x = gamma(a), y = gamma(b);
+    return x + y > 0.0 ? x / (x + y) : 0.5;
+  }
+
   /// Fisher-Yates shuffle of a random-access range.
   template <class It>
   void shuffle(It first, It last) {
