@@ -1,9 +1,11 @@
 // examples/example_main.hpp -- what the Fashion-MNIST examples share: flags, data,
 // normalisation, the recipe chosen by flags, and the JSON line.
 //
-// Flags: --epochs --seed --threads --batch --lr --data --target, and the methods
-// --label-smoothing S, --clip-norm T. Each combination of methods is its own Trainer
-// type, composed at compile time.
+// Flags: --epochs --seed --threads --batch --lr --data --target, and the methods the recipe
+// chooser offers (by default --label-smoothing S, --clip-norm T). Each combination of methods
+// is its own Trainer type, composed at compile time; a chooser is a type with
+// add_flags(args), run(run) (calls run(methods...) for the chosen list and returns its
+// Result) and describe(result) (adds its flags to the JSON line).
 #pragma once
 
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <iostream>
 #include <string>
 #include <algorithm>
+#include <memory>
 
 namespace examples {
 
@@ -23,8 +26,31 @@ struct Defaults {
   double warmup_epochs = 0;  ///< linear warmup before the cosine decay (0: none)
 };
 
-template <class Model>
-int train_fashion_mnist(const char* name, const char* description, Defaults d, int argc, char** argv) try {
+/// --label-smoothing S and --clip-norm T, in any combination.
+struct OptimizationFlags {
+  std::shared_ptr<float> smoothing, clip;
+  void add_flags(fasttrain::cli::Args& args) {
+    smoothing = args.add<float>("label-smoothing", 0.f, "LabelSmoothing strength (0: off)");
+    clip = args.add<float>("clip-norm", 0.f, "GradientClipping by global norm (0: off)");
+  }
+  template <class Run>
+  fasttrain::Result run(Run&& run) const {
+    using namespace fasttrain;
+    if (*smoothing > 0 && *clip > 0)
+      return run(methods::LabelSmoothing{*smoothing}, methods::GradientClipping::by_norm(*clip));
+    if (*smoothing > 0) return run(methods::LabelSmoothing{*smoothing});
+    if (*clip > 0) return run(methods::GradientClipping::by_norm(*clip));
+    return run();
+  }
+  void describe(fasttrain::Result& r) const {
+    r.extra.push_back({"label_smoothing", fasttrain::json::number(*smoothing)});
+    r.extra.push_back({"clip_norm", fasttrain::json::number(*clip)});
+  }
+};
+
+template <class Model, class Recipes = OptimizationFlags>
+int train_fashion_mnist(const char* name, const char* description, Defaults d, int argc, char** argv,
+                        Recipes recipes = {}) try {
   using namespace fasttrain;
   cli::Args args(name, description);
   auto epochs = args.add<double>("epochs", d.epochs, "training epochs");
@@ -34,8 +60,7 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
   auto lr = args.add<float>("lr", d.lr, "base learning rate");
   auto data_dir = args.add<std::string>("data", data::default_fashion_mnist_dir, "Fashion-MNIST directory");
   auto target = args.add<double>("target", 0.0, "stop at this test accuracy (0: train the full budget)");
-  auto smoothing = args.add<float>("label-smoothing", 0.f, "LabelSmoothing strength (0: off)");
-  auto clip = args.add<float>("clip-norm", 0.f, "GradientClipping by global norm (0: off)");
+  recipes.add_flags(args);
   auto warmup = args.add<double>("warmup", d.warmup_epochs, "epochs of linear LR warmup (0: none)");
   args.parse(argc, argv);
 
@@ -65,17 +90,8 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
                     nn::SoftmaxCrossEntropy{}, methods...};
     return trainer.fit(loader, test, opt, lr_schedule);
   };
-  Result r;
-  if (*smoothing > 0 && *clip > 0)
-    r = run(methods::LabelSmoothing{*smoothing}, methods::GradientClipping::by_norm(*clip));
-  else if (*smoothing > 0)
-    r = run(methods::LabelSmoothing{*smoothing});
-  else if (*clip > 0)
-    r = run(methods::GradientClipping::by_norm(*clip));
-  else
-    r = run();
-  r.extra.push_back({"label_smoothing", json::number(*smoothing)});
-  r.extra.push_back({"clip_norm", json::number(*clip)});
+  Result r = recipes.run(run);
+  recipes.describe(r);
   r.extra.push_back({"threads", std::to_string(*threads)});
   r.extra.push_back({"batch", std::to_string(*batch)});
   r.extra.push_back({"seed", std::to_string(*seed)});

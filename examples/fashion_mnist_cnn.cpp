@@ -8,15 +8,14 @@
 // Ends with one JSON line of results.
 #include "example_main.hpp"
 
-using namespace fasttrain;
-
-using CNN = nn::Sequential<nn::Conv2d<1, 32, 5, 1, 2>, nn::ReLU, nn::MaxPool2d<2>,   // 28x28x1 -> 14x14x32
-                           nn::Conv2d<32, 64, 5, 1, 2>, nn::ReLU, nn::MaxPool2d<2>,  // -> 7x7x64
-                           nn::Linear<64 * 7 * 7, 1024>, nn::ReLU,                   // a 7x7x64 sample is 3136 features
-                           nn::Linear<1024, 10>>;
+#include "models.hpp"
 
 int main(int argc, char** argv) {
-  return examples::train_fashion_mnist<CNN>(
+  return examples::train_fashion_mnist<examples::CNN>(
       "fashion_mnist_cnn", "Trains the two-layer CNN on Fashion-MNIST with SGD + Nesterov.",
-      {.epochs = 12, .lr = 0.02f, .weight_decay = 5e-5f, .warmup_epochs = 0.5}, argc, argv);
+      {.epochs = examples::cnn_epochs,
+       .lr = examples::cnn_lr,
+       .weight_decay = examples::cnn_weight_decay,
+       .warmup_epochs = examples::cnn_warmup_epochs},
+      argc, argv);
 }
