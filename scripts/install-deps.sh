@@ -4,7 +4,8 @@
 # Idempotent: checks each package with dpkg-query and does nothing (no apt at all) when all
 # are present. When some are missing: as root, `apt-get update` + `apt-get install -y
 # --no-install-recommends <missing>`; otherwise prints the command to run and exits 1.
-# (OpenMP needs no package: libgomp comes with g++.)
+# (OpenMP needs no package: libgomp comes with g++; nor do the asan/ubsan/tsan presets:
+# libasan, libubsan and libtsan come with g++ too.)
 set -euo pipefail
 
 packages=(
@@ -16,6 +17,10 @@ packages=(
   zlib1g-dev
   ccache
   dataset-fashion-mnist
+  # scripts/fuzz.sh: clang++ and the libFuzzer/sanitizer runtimes (libclang_rt.fuzzer-x86_64.a),
+  # which clang only recommends (Debian 12: clang -> clang-14, libclang-rt-dev -> libclang-rt-14-dev)
+  clang
+  libclang-rt-dev
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

@@ -752,3 +752,110 @@ TEST_CASE("fashion_mnist: the real data set") {
   for (const auto y : test.labels) ++per_class[static_cast<std::size_t>(y)];
   for (const int c : per_class) CHECK(c == 1000);
 }
+
+// ---- regressions from fuzzing the readers (fuzz/, docs/reliability.md) --------------------
+
+TEST_CASE("IDX: a header claiming far more than a tiny file holds reserves no more than the file can hold") {
+  TempDir dir;
+  const Bytes claim = idx_images(2000, 1000, 1000, tiny_pixels);  // claims 2e9 bytes, holds 18
+  const std::string plain = dir.file("claim"), gz = dir.file("claim.gz");
+  write_plain(plain, claim);
+  write_gzip(gz, claim);
+  for (const auto& p : {plain, gz}) {
+    CAPTURE(p);
+    data::detail::GzReader f(p);
+    unsigned char header[16];
+    REQUIRE(f.read(header, 16) == 16);
+    const std::vector<std::uint8_t> v = f.read_up_to(2000000000u);
+    CHECK(v.size() == tiny_pixels.size());
+    // Before the fix: 64 MiB reserved for any claim over 64 MiB, whatever the file's size.
+    const std::size_t file_size = static_cast<std::size_t>(fs::file_size(p));
+    CHECK(v.capacity() <= std::max<std::size_t>(std::size_t{64} << 10, 1032 * file_size));
+  }
+}
+
+TEST_CASE("IDX: data after the end of the gzip stream is an error; concatenated gzip members are one stream") {
+  TempDir dir;
+  const Bytes img = idx_images(3, 2, 3, tiny_pixels);
+  const std::string whole = dir.file("img.gz");
+  write_gzip(whole, img);
+  const Bytes gz = read_plain(whole);
+
+  const std::string garbage = dir.file("garbage.gz");  // was silently accepted (zlib's gzread drops it)
+  Bytes g = gz;
+  for (const char c : std::string("appended")) g.push_back(static_cast<std::uint8_t>(c));
+  write_plain(garbage, g);
+  check_data_error([&] { data::read_idx_images(garbage); }, garbage,
+                   {"unexpected data after the end of the gzip stream", "at compressed byte " + std::to_string(gz.size())});
+
+  const std::string zeros = dir.file("zeros.gz");  // padding is trailing data too
+  Bytes z = gz;
+  z.resize(z.size() + 512, 0);
+  write_plain(zeros, z);
+  check_data_error([&] { data::read_idx_images(zeros); }, zeros, {"unexpected data after the end of the gzip stream"});
+
+  // Two members, split inside the header, read as one stream (what `cat a.gz b.gz` makes).
+  const std::string a = dir.file("a.gz"), b = dir.file("b.gz"), two = dir.file("two.gz");
+  write_gzip(a, Bytes(img.begin(), img.begin() + 7));
+  write_gzip(b, Bytes(img.begin() + 7, img.end()));
+  Bytes cat_ab = read_plain(a);
+  const Bytes bb = read_plain(b);
+  cat_ab.insert(cat_ab.end(), bb.begin(), bb.end());
+  write_plain(two, cat_ab);
+  const data::IdxImages r = data::read_idx_images(two);
+  CHECK(r.count == 3);
+  CHECK(r.pixels == tiny_pixels);
+
+  const std::string cut = dir.file("cut.gz");  // a second member cut short
+  write_plain(cut, Bytes(cat_ab.begin(), cat_ab.end() - 4));
+  check_data_error([&] { data::read_idx_images(cut); }, cut, {"corrupt or truncated gzip stream"});
+}
+
+TEST_CASE("CSV: a label too large for num_classes = max + 1 says so (was signed overflow)") {
+  TempDir dir;
+  const std::string p = dir.file("big.csv");
+  write_plain(p, "2147483647,1\n");
+  check_data_error([&] { data::read_csv(p); }, p,
+                   {"line 1, column 1: label '2147483647' is too large (labels must be below 2147483647)"});
+  write_plain(p, "0,1\n3000000000,2\n");  // was "is not a non-negative integer"
+  check_data_error([&] { data::read_csv(p); }, p, {"line 2, column 1: label '3000000000' is too large"});
+  write_plain(p, "2147483646,1\n");
+  CHECK(data::read_csv(p).num_classes == 2147483647);
+}
+
+TEST_CASE("CSV: '+-1' and '++1' are not numbers; bytes outside printable ASCII are escaped in messages") {
+  TempDir dir;
+  const std::string p = dir.file("sign.csv");
+  write_plain(p, "0,+-1.5\n");
+  check_data_error([&] { data::read_csv(p); }, p, {"line 1, column 2: '+-1.5' is not a number"});
+  write_plain(p, "0,++1\n");
+  check_data_error([&] { data::read_csv(p); }, p, {"line 1, column 2: '++1' is not a number"});
+  write_plain(p, "+1,+1.5\n");
+  CHECK(data::read_csv(p).features(0, 0) == 1.5f);
+  write_plain(p, std::string("0,1\n1,a\x01\x7f\xc3\xa9") + "b\n");
+  check_data_error([&] { data::read_csv(p); }, p, {"line 2, column 2: 'a\\x01\\x7F\\xC3\\xA9b' is not a number"});
+  write_plain(p, "0\t1\n");
+  check_data_error([&] { data::read_csv(p, {.delimiter = ';'}); }, p, {"(delimiter ';')"});
+}
+
+TEST_CASE("CSV: the feature matrix is bounded by the file's bytes, not by width x lines") {
+  TempDir dir;
+  const std::string p = dir.file("wide.csv");
+  // One row of 4000 features, then 4000 blank lines: 12 KB that used to allocate 64 MB.
+  std::string text = "1";
+  for (int i = 0; i < 4000; ++i) text += ",0";
+  text += "\n" + std::string(4000, '\n');
+  write_plain(p, text);
+  const data::Dataset ds = data::read_csv(p);
+  CHECK(ds.size() == 1);
+  CHECK(ds.sample_shape == Shape(4000));
+  CHECK(ds.labels == std::vector<std::int32_t>{1});
+  // A bad row that arrives when the bound is reached still has room for its values before
+  // it is rejected (ASan would see the write past the end).
+  write_plain(p, "0,1,2,3\n1,2,,");
+  check_data_error([&] { data::read_csv(p); }, p, {"line 2, column 3: '' is not a number"});
+  write_plain(p, "0,1,2,3\n1,2,3,4\n2,5,6,7");
+  const data::Dataset ok = data::read_csv(p);
+  CHECK(ok.size() == 3);
+  CHECK(ok.features(2, 2) == 7.f);
+}

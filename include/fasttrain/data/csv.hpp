@@ -37,13 +37,15 @@ struct CsvOptions {
 
 namespace detail {
 
-// Echoes a field in an error message, shortened when long, control bytes as \xNN.
+// Echoes a field in an error message, shortened when long; bytes outside printable ASCII
+// (control bytes, and anything >= 0x80: a numeric field has no business holding UTF-8) as
+// \xNN, so the message stays one line of plain text whatever the file holds.
 inline std::string quote_field(std::string_view f) {
   constexpr std::size_t max = 40;
   std::string s = "'";
   for (const char c : f.substr(0, max)) {
     const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
+    if (u < 0x20 || u >= 0x7f) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\x%02X", u);
       s += buf;
