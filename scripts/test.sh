@@ -34,7 +34,7 @@ stage "release: tests (ctest --preset release)"
 ctest --preset release "$@"
 
 if [[ "${FASTTRAIN_TEST_FUZZ:-1}" != 0 ]]; then
-  stage "fuzzing: IDX and CSV readers, 20 s per target, ASan + UBSan (scripts/fuzz.sh)"
+  stage "fuzzing: the IDX, CSV and checkpoint readers, 20 s per target, ASan + UBSan (scripts/fuzz.sh)"
   bash scripts/fuzz.sh --seconds 20
 fi
 
