@@ -13,6 +13,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fasttrain/fasttrain.hpp>
+
+#include "fixtures.hpp"
 #include <fstream>
 #include <string>
 #include <thread>
@@ -50,21 +52,7 @@ std::string message_of(F&& f) {
   return "(no exception)";
 }
 
-data::Dataset blobs(std::int64_t n, std::uint64_t seed) {
-  data::Dataset ds;
-  ds.features.resize(4, n);
-  ds.labels.resize(static_cast<std::size_t>(n));
-  ds.sample_shape = Shape(4);
-  ds.num_classes = 3;
-  ds.name = "blobs";
-  Rng rng(seed);
-  for (std::int64_t j = 0; j < n; ++j) {
-    const auto c = static_cast<std::int32_t>(j % 3);
-    ds.labels[static_cast<std::size_t>(j)] = c;
-    for (int i = 0; i < 4; ++i) ds.features(i, j) = rng.normal(i == c ? 2.f : 0.f, 1.f);
-  }
-  return ds;
-}
+data::Dataset blobs(std::int64_t n, std::uint64_t seed) { return fixtures::blobs(n, seed, 2.f, 1.f); }
 
 using Net = nn::Sequential<nn::Linear<4, 16>, nn::ReLU, nn::Dropout, nn::Linear<16, 3>>;
 

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <fasttrain/fasttrain.hpp>
+
+#include "fixtures.hpp"
 #include <set>
 #include <type_traits>
 #include <vector>
@@ -171,16 +173,7 @@ TEST_CASE("MixUp composes: before LabelSmoothing whatever the order given, and w
                 "MixUp must run before LabelSmoothing");
 
   // MixUp + MSE on three separable blobs: the loss goes down (dense targets reach MSE).
-  data::Dataset ds;
-  ds.name = "blobs";
-  ds.sample_shape = Shape(4);
-  ds.num_classes = 3;
-  ds.features.resize(4, 300);
-  Rng rng(1);
-  for (int j = 0; j < 300; ++j) {
-    ds.labels.push_back(j % 3);
-    for (int i = 0; i < 4; ++i) ds.features(i, j) = rng.normal(i == j % 3 ? 2.f : 0.f, 0.5f);
-  }
+  const data::Dataset ds = fixtures::blobs(300, 1, 2.f, 0.5f);
   data::Loader loader(ds, {.batch_size = 20, .seed = 1});
   Tiny model;
   model.reset_parameters(1);

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <fasttrain/fasttrain.hpp>
+
+#include "fixtures.hpp"
 #include <string>
 #include <vector>
 
@@ -13,22 +15,7 @@ using B = cpu::eigen;
 
 namespace {
 
-// Three well-separated Gaussian blobs in 4 dimensions.
-data::Dataset blobs(std::int64_t n, std::uint64_t seed) {
-  data::Dataset ds;
-  ds.features.resize(4, n);
-  ds.labels.resize(static_cast<std::size_t>(n));
-  ds.sample_shape = Shape(4);
-  ds.num_classes = 3;
-  ds.name = "blobs";
-  Rng rng(seed);
-  for (std::int64_t j = 0; j < n; ++j) {
-    const auto c = static_cast<std::int32_t>(j % 3);
-    ds.labels[static_cast<std::size_t>(j)] = c;
-    for (int i = 0; i < 4; ++i) ds.features(i, j) = rng.normal(i == c ? 3.f : 0.f, 0.7f);
-  }
-  return ds;
-}
+using fixtures::blobs;
 
 using Net = nn::Sequential<nn::Linear<4, 16>, nn::ReLU, nn::Linear<16, 3>>;
 

@@ -78,14 +78,6 @@ class CutMix : public detail::pair_mixer {
       }
     }
   }
-  template <class Ctx>
-  void on_before_loss(Ctx& ctx) {
-    install_targets(ctx);
-  }
-  template <class Ctx>
-  void on_after_loss(Ctx& ctx) {
-    restore_targets(ctx);
-  }
 
   template <class Archive>
   void state(Archive& ar) {

@@ -55,7 +55,8 @@ void mix_targets(const nn::Targets<B>& in, const std::vector<std::int64_t>& perm
   }
 }
 
-/// Holds the mixing state of one step and installs / restores the dense targets.
+/// What MixUp and CutMix share: the mixing state of one step, and the before_loss /
+/// after_loss hooks that install the mixed dense targets and restore the previous ones.
 class pair_mixer {
  public:
   explicit pair_mixer(std::uint64_t seed) : rng_(seed) {}
@@ -63,7 +64,7 @@ class pair_mixer {
   const std::vector<std::int64_t>& last_permutation() const { return perm_; }
 
   template <class Ctx>
-  void install_targets(Ctx& ctx) {
+  void on_before_loss(Ctx& ctx) {
     using B = typename Ctx::backend;
     static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods: only the cpu::eigen backend exists so far");
     if (static_cast<std::int64_t>(perm_.size()) != ctx.outputs.batch())
@@ -73,7 +74,7 @@ class pair_mixer {
     ctx.targets.soft = &targets_;
   }
   template <class Ctx>
-  void restore_targets(Ctx& ctx) {
+  void on_after_loss(Ctx& ctx) {
     ctx.targets.soft = static_cast<decltype(ctx.targets.soft)>(saved_);
   }
 
@@ -118,14 +119,6 @@ class MixUp : public detail::pair_mixer {
     inputs_ = X;
     for (Eigen::Index j = 0; j < n; ++j)
       X.col(j) = lambda_ * inputs_.col(j) + (1.f - lambda_) * inputs_.col(perm_[static_cast<std::size_t>(j)]);
-  }
-  template <class Ctx>
-  void on_before_loss(Ctx& ctx) {
-    install_targets(ctx);
-  }
-  template <class Ctx>
-  void on_after_loss(Ctx& ctx) {
-    restore_targets(ctx);
   }
 
   template <class Archive>
