@@ -613,21 +613,26 @@ class Trainer {
   // A gradient that is NaN or infinite while the loss is finite (an overflow in backward):
   // caught before the optimizer writes it into the weights.
   void check_gradients(float loss_value) {
-    std::size_t i = 0, bad = 0;
-    bool found = false;
-    model_.for_each_parameter([&](auto&, auto& g) {
-      if (!found && !backend::all_finite(g)) {
-        found = true;
-        bad = i;
-      }
-      ++i;
-    });
-    if (found)
-      throw divergence_error(detail::cat("fasttrain::Trainer: the gradient of ", model_.parameter_names()[bad],
+    const auto bad = first_parameter([](auto&, auto& g) { return !backend::all_finite(g); });
+    if (bad >= 0)
+      throw divergence_error(detail::cat("fasttrain::Trainer: the gradient of ",
+                                         model_.parameter_names()[static_cast<std::size_t>(bad)],
                                          " is not finite at step ", time_.batch,
                                          " (epoch ", time_.epoch, ", batch ", time_.batch_in_epoch, ") although the loss is ",
                                          loss_value, "; last finite loss ", last_finite_loss_,
                                          "; is the learning rate too high?"));
+  }
+
+  // The index of the first parameter tensor (in for_each_parameter order) for which
+  // pred(value, gradient) holds, or -1; the rest are not looked at.
+  template <class Pred>
+  std::ptrdiff_t first_parameter(Pred&& pred) {
+    std::ptrdiff_t i = 0, found = -1;
+    model_.for_each_parameter([&](auto& p, auto& g) {
+      if (found < 0 && pred(p, g)) found = i;
+      ++i;
+    });
+    return found;
   }
 
   [[noreturn]] void diverged(float loss_value, const batch_type& batch) {
@@ -642,16 +647,13 @@ class Trainer {
                           ")");
         break;
       }
-    const auto names = model_.parameter_names();
-    std::size_t i = 0;
-    bool found = false;
-    model_.for_each_parameter([&](auto& p, auto& g) {
-      if (!found && (!backend::all_finite(p) || !backend::all_finite(g))) {
-        bad = names[i] + (backend::all_finite(p) ? " (its gradient)" : "");
-        found = true;
-      }
-      ++i;
+    bool value_finite = true;
+    const auto i = first_parameter([&](auto& p, auto& g) {
+      value_finite = backend::all_finite(p);
+      return !value_finite || !backend::all_finite(g);
     });
+    if (i >= 0)
+      bad = model_.parameter_names()[static_cast<std::size_t>(i)] + (value_finite ? " (its gradient)" : "");
     throw divergence_error(detail::cat("fasttrain::Trainer: loss is ", std::isnan(loss_value) ? "NaN" : "infinite",
                                        " at step ", time_.batch, " (epoch ", time_.epoch, ", batch ",
                                        time_.batch_in_epoch, "); last finite loss ", last_finite_loss_,
