@@ -2,8 +2,11 @@
 // line as examples/fashion_mnist_cnn) with one data method chosen by --method, for measuring
 // each method's effect on time to a target accuracy (benchmarks/cnn_methods.sh).
 //
-//   bench_cnn_methods --method none|mixup|cutmix|cutout [--alpha A] [--cutout-length L]
+//   bench_cnn_methods --method M [--alpha A] [--cutout-length L] [--keep K] [--prune-fraction F]
+//                     [--initial-scale S] [--magnitude M] [--curriculum-start C] [--echo-factor E]
 //                     [--target 0.91] [--seed S] [every flag of the example]
+//   M: none, mixup, cutmix, cutout, selective_backprop, data_pruning, progressive_resizing,
+//      curriculum, rand_augment, data_echoing (each with its defaults unless a flag says otherwise)
 #include <memory>
 #include <string>
 
@@ -13,25 +16,51 @@
 namespace {
 struct DataMethodFlags {
   std::shared_ptr<std::string> method;
-  std::shared_ptr<float> alpha, length;
+  std::shared_ptr<float> alpha, length, keep, prune, scale, magnitude, cstart;
+  std::shared_ptr<int> echo;
   void add_flags(fasttrain::cli::Args& args) {
-    method = args.add<std::string>("method", "none", "none, mixup, cutmix or cutout");
+    using namespace fasttrain::methods;
+    method = args.add<std::string>("method", "none",
+                                   "none, mixup, cutmix, cutout, selective_backprop, data_pruning, "
+                                   "progressive_resizing, curriculum, rand_augment or data_echoing");
     alpha = args.add<float>("alpha", 0.f, "MixUp / CutMix alpha (0: the method's default)");
-    length = args.add<float>("cutout-length", 0.5f, "CutOut square side, fraction of the image side");
+    length = args.add<float>("cutout-length", CutOutOptions{}.length, "CutOut square side, fraction of the image side");
+    keep = args.add<float>("keep", SelectiveBackpropOptions{}.keep, "SelectiveBackprop: fraction of each batch kept");
+    prune = args.add<float>("prune-fraction", DataPruningOptions{}.fraction, "DataPruning: fraction dropped");
+    scale = args.add<float>("initial-scale", ProgressiveResizingOptions{}.initial_scale,
+                            "ProgressiveResizing: initial image scale");
+    magnitude = args.add<float>("magnitude", RandAugmentOptions{}.magnitude, "RandAugment magnitude (0-30)");
+    cstart = args.add<float>("curriculum-start", CurriculumOptions{}.start,
+                             "Curriculum: fraction of the examples available at first");
+    echo = args.add<int>("echo-factor", DataEchoingOptions{}.factor, "DataEchoing: steps per batch");
   }
   template <class Run>
   fasttrain::Result run(Run&& run) const {
     using namespace fasttrain;
-    if (*method == "none") return run();
-    if (*method == "mixup") return run(methods::MixUp{{.alpha = *alpha > 0 ? *alpha : methods::MixUpOptions{}.alpha}});
-    if (*method == "cutmix") return run(methods::CutMix{{.alpha = *alpha > 0 ? *alpha : methods::CutMixOptions{}.alpha}});
-    if (*method == "cutout") return run(methods::CutOut{{.length = *length}});
-    throw config_error("bench_cnn_methods: --method must be none, mixup, cutmix or cutout, got '" + *method + "'");
+    const auto& m = *method;
+    if (m == "none") return run();
+    if (m == "mixup") return run(methods::MixUp{{.alpha = *alpha > 0 ? *alpha : methods::MixUpOptions{}.alpha}});
+    if (m == "cutmix") return run(methods::CutMix{{.alpha = *alpha > 0 ? *alpha : methods::CutMixOptions{}.alpha}});
+    if (m == "cutout") return run(methods::CutOut{{.length = *length}});
+    if (m == "selective_backprop") return run(methods::SelectiveBackprop{{.keep = *keep}});
+    if (m == "data_pruning") return run(methods::DataPruning{{.fraction = *prune}});
+    if (m == "progressive_resizing") return run(methods::ProgressiveResizing{{.initial_scale = *scale}});
+    if (m == "curriculum") return run(methods::Curriculum{{.start = *cstart}});
+    if (m == "rand_augment") return run(methods::RandAugment{{.magnitude = *magnitude}});
+    if (m == "data_echoing") return run(methods::DataEchoing{{.factor = *echo}});
+    throw config_error("bench_cnn_methods: --method must be none, mixup, cutmix, cutout, selective_backprop, "
+                       "data_pruning, progressive_resizing, curriculum, rand_augment or data_echoing, got '" + m + "'");
   }
   void describe(fasttrain::Result& r) const {
     r.extra.push_back({"method", fasttrain::json::quote(*method)});
     r.extra.push_back({"alpha", fasttrain::json::number(*alpha)});
     r.extra.push_back({"cutout_length", fasttrain::json::number(*length)});
+    r.extra.push_back({"keep", fasttrain::json::number(*keep)});
+    r.extra.push_back({"prune_fraction", fasttrain::json::number(*prune)});
+    r.extra.push_back({"initial_scale", fasttrain::json::number(*scale)});
+    r.extra.push_back({"magnitude", fasttrain::json::number(*magnitude)});
+    r.extra.push_back({"curriculum_start", fasttrain::json::number(*cstart)});
+    r.extra.push_back({"echo_factor", fasttrain::json::number(*echo)});
   }
 };
 }  // namespace

@@ -63,12 +63,12 @@ struct Time {
   // Progress. `batch` counts optimizer steps taken so far (Composer's meaning).
   std::int64_t epoch = 0;           ///< completed epochs
   std::int64_t batch = 0;           ///< optimizer steps taken
-  std::int64_t batch_in_epoch = 0;  ///< steps taken in the current epoch
-  std::int64_t sample = 0;          ///< training samples consumed
+  std::int64_t batch_in_epoch = 0;  ///< batches drawn in the current epoch (= steps, unless batches repeat)
+  std::int64_t sample = 0;          ///< training samples drawn from the data (a repeated batch adds none)
   double seconds = 0.0;             ///< training wall-clock so far (evaluation excluded)
 
   // Budget.
-  std::int64_t batches_per_epoch = 1;
+  std::int64_t batches_per_epoch = 1;  ///< of the current epoch (a method may set its length)
   std::int64_t samples_per_epoch = 1;
   Duration max_duration{1.0, Unit::epoch};
 

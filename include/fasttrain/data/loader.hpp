@@ -31,6 +31,7 @@
 #include <mutex>
 #include <numeric>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fasttrain/core/error.hpp"
@@ -98,23 +99,32 @@ class Loader {
   /// the ones before it; first_batch == batches_per_epoch() gives an exhausted epoch.
   void start_epoch(std::int64_t epoch, std::int64_t first_batch = 0) {
     fasttrain::detail::require(epoch >= 0, "data::Loader::start_epoch: epoch must be >= 0, got ", epoch);
-    fasttrain::detail::require(first_batch >= 0 && first_batch <= nb_, "data::Loader::start_epoch: first_batch must be in [0, ",
-                               nb_, "], got ", first_batch);
     make_order(epoch, order_);
-    if (worker_.joinable()) {
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        ++generation_;
-        pending_order_.swap(order_);  // the worker takes it; order_ becomes scratch
-        pending_first_ = first_batch;
-        for (auto& s : slots_)
-          if (s.state == Slot::ready) s.state = Slot::empty;
-        error_ = nullptr;
-      }
-      producer_cv_.notify_one();
-    }
-    started_ = true;
-    consumed_ = first_batch;
+    begin(first_batch);
+  }
+
+  /// Begins an epoch that draws exactly `order` (dataset indices, repeats allowed), batched
+  /// by batch_size (the last batch smaller unless drop_last): how methods such as
+  /// DataPruning and Curriculum choose the samples. The epoch has batches_in_epoch() batches.
+  void start_epoch(std::int64_t epoch, std::int64_t first_batch, std::vector<std::int64_t> order) {
+    fasttrain::detail::require(epoch >= 0, "data::Loader::start_epoch: epoch must be >= 0, got ", epoch);
+    fasttrain::detail::require(!order.empty(), "data::Loader::start_epoch: the given order is empty");
+    for (std::size_t k = 0; k < order.size(); ++k)
+      fasttrain::detail::require(order[k] >= 0 && order[k] < n_, "data::Loader::start_epoch: entry ", k,
+                                 " of the given order is ", order[k], ", not a sample index in [0, ", n_, ")");
+    fasttrain::detail::require(!opt_.drop_last || static_cast<std::int64_t>(order.size()) >= opt_.batch_size,
+                               "data::Loader::start_epoch: drop_last with an order of ", order.size(),
+                               " samples, fewer than a batch, leaves no batch");
+    order_ = std::move(order);
+    begin(first_batch);
+  }
+
+  /// Batches in the current epoch: batches_per_epoch(), or the given order's count.
+  std::int64_t batches_in_epoch() const { return epoch_nb_; }
+  /// Samples in the current epoch.
+  std::int64_t samples_in_epoch() const {
+    const auto n = static_cast<std::int64_t>(order_size_);
+    return opt_.drop_last ? epoch_nb_ * opt_.batch_size : n;
   }
 
   /// Hands out the next batch of the epoch in `out` (its previous buffers are recycled);
@@ -123,7 +133,7 @@ class Loader {
   /// the batch.
   bool next(Batch<>& out) {
     if (!started_) start_epoch(0);
-    if (consumed_ >= nb_) return false;
+    if (consumed_ >= epoch_nb_) return false;
     if (!worker_.joinable()) {
       gather(order_, consumed_, out);
       ++consumed_;
@@ -148,6 +158,31 @@ class Loader {
     State state = empty;
   };
 
+  // Starts the epoch whose order is in order_, at batch `first_batch`.
+  void begin(std::int64_t first_batch) {
+    order_size_ = order_.size();
+    const auto n = static_cast<std::int64_t>(order_size_);
+    epoch_nb_ = opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
+    fasttrain::detail::require(first_batch >= 0 && first_batch <= epoch_nb_,
+                               "data::Loader::start_epoch: first_batch must be in [0, ", epoch_nb_, "], got ",
+                               first_batch);
+    if (worker_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        ++generation_;
+        pending_order_.swap(order_);  // the worker takes it; order_ becomes scratch
+        pending_first_ = first_batch;
+        pending_nb_ = epoch_nb_;
+        for (auto& s : slots_)
+          if (s.state == Slot::ready) s.state = Slot::empty;
+        error_ = nullptr;
+      }
+      producer_cv_.notify_one();
+    }
+    started_ = true;
+    consumed_ = first_batch;
+  }
+
   static void swap_batches(Batch<>& a, Batch<>& b) {
     a.inputs.data.swap(b.inputs.data);
     std::swap(a.inputs.shape, b.inputs.shape);
@@ -171,7 +206,7 @@ class Loader {
                                               sample_size_, ", now ", ds_.size(), " samples of ",
                                               static_cast<std::int64_t>(ds_.features.rows()), ")"));
     const std::int64_t first = k * opt_.batch_size;
-    const std::int64_t count = std::min(opt_.batch_size, n_ - first);
+    const std::int64_t count = std::min(opt_.batch_size, static_cast<std::int64_t>(order.size()) - first);
     b.inputs.resize(ds_.sample_shape, static_cast<Eigen::Index>(count));
     b.labels.resize(static_cast<std::size_t>(count));
     b.indices.resize(static_cast<std::size_t>(count));
@@ -190,19 +225,20 @@ class Loader {
   void produce() {
     std::vector<std::int64_t> order;
     std::uint64_t gen = 0;  // 0: no epoch yet
-    std::int64_t k = 0;
+    std::int64_t k = 0, nb = 0;
     bool failed = false;
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
       producer_cv_.wait(lk, [&] {
         return stop_ || generation_ != gen ||
-               (gen != 0 && !failed && k < nb_ && slots_[static_cast<std::size_t>(k % static_cast<std::int64_t>(slots_.size()))].state == Slot::empty);
+               (gen != 0 && !failed && k < nb && slots_[static_cast<std::size_t>(k % static_cast<std::int64_t>(slots_.size()))].state == Slot::empty);
       });
       if (stop_) return;
       if (generation_ != gen) {  // a new epoch: take its order, start at batch 0
         gen = generation_;
         order.swap(pending_order_);
         k = pending_first_;
+        nb = pending_nb_;
         failed = false;
         continue;
       }
@@ -239,6 +275,8 @@ class Loader {
   // Owned by the calling thread.
   bool started_ = false;
   std::int64_t consumed_ = 0;         // batches handed out this epoch
+  std::int64_t epoch_nb_ = 0;         // batches in this epoch
+  std::size_t order_size_ = 0;        // samples in this epoch's order
   std::vector<std::int64_t> order_;   // the epoch's order (prefetch = 0) or scratch
 
   // Shared with the worker, guarded by mu_ (a slot's batch belongs to the worker while
@@ -247,7 +285,7 @@ class Loader {
   std::condition_variable producer_cv_, consumer_cv_;
   std::vector<Slot> slots_;
   std::vector<std::int64_t> pending_order_;
-  std::int64_t pending_first_ = 0;
+  std::int64_t pending_first_ = 0, pending_nb_ = 0;
   std::uint64_t generation_ = 0;
   std::exception_ptr error_;
   bool stop_ = false;

@@ -1,8 +1,15 @@
 // fasttrain/methods/methods.hpp -- every speedup method.
 #pragma once
 #include "fasttrain/methods/checkpoint.hpp"
+#include "fasttrain/methods/data/curriculum.hpp"
 #include "fasttrain/methods/data/cutmix.hpp"
 #include "fasttrain/methods/data/cutout.hpp"
+#include "fasttrain/methods/data/data_echoing.hpp"
+#include "fasttrain/methods/data/data_pruning.hpp"
 #include "fasttrain/methods/data/mixup.hpp"
+#include "fasttrain/methods/data/progressive_resizing.hpp"
+#include "fasttrain/methods/data/rand_augment.hpp"
+#include "fasttrain/methods/data/scoring.hpp"
+#include "fasttrain/methods/data/selective_backprop.hpp"
 #include "fasttrain/methods/optim/gradient_clipping.hpp"
 #include "fasttrain/methods/optim/label_smoothing.hpp"

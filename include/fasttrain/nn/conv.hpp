@@ -3,6 +3,7 @@
 //   nn::Conv2d<1, 32, 5, 1, 2>   // 1 -> 32 channels, 5x5 kernel, stride 1, zero padding 2
 //   nn::MaxPool2d<2>             // 2x2 windows, stride 2
 //   nn::AvgPool2d<2>, nn::GlobalAvgPool
+//   nn::AdaptiveAvgPool2d<7, 7>  // any H x W -> 7 x 7 (mean over input bins)
 //
 // Channel counts are template arguments (checked between layers at compile time); the
 // image size is not, so the input resolution may change during training. Samples are
@@ -292,5 +293,115 @@ class BasicGlobalAvgPool : public parameterless {
   }
 };
 using GlobalAvgPool = BasicGlobalAvgPool<>;
+
+/// Mean over OH x OW bins that tile any input image: {C, H, W} -> {C, OH, OW}. Output row
+/// i averages input rows [floor(i H / OH), ceil((i + 1) H / OH)), and likewise for columns
+/// (PyTorch's adaptive pooling rule): bins tile the image exactly when OH divides H,
+/// neighbours may share a row where it does not, and rows repeat when H < OH. An input
+/// already OH x OW passes through unchanged. Put it before a Linear layer so that the
+/// network accepts any image size (progressive resizing trains on smaller images).
+template <std::int64_t OH, std::int64_t OW, class B = default_backend>
+class BasicAdaptiveAvgPool2d : public parameterless {
+  static_assert(OH > 0 && OW > 0, "fasttrain::nn::AdaptiveAvgPool2d: the output size OH x OW must be positive");
+
+ public:
+  using backend = B;
+  using tensor = typename B::tensor;
+  static constexpr std::int64_t in_features = any;
+  static constexpr std::int64_t out_features = dynamic;
+  template <class B2>
+  using rebind = BasicAdaptiveAvgPool2d<OH, OW, B2>;
+
+  static std::string name() { return "AdaptiveAvgPool2d<" + std::to_string(OH) + "," + std::to_string(OW) + ">"; }
+  Shape output_shape(const Shape& in) const {
+    if (in.rank != 3) throw shape_error(name() + ": expects image samples {C, H, W}, got shape " + in.str());
+    return Shape(in[0], OH, OW);
+  }
+  /// First input row (or column) of output bin i when `in` rows are pooled into `out` bins.
+  static constexpr std::int64_t bin_begin(std::int64_t i, std::int64_t in, std::int64_t out) { return i * in / out; }
+  /// One past the last input row of bin i.
+  static constexpr std::int64_t bin_end(std::int64_t i, std::int64_t in, std::int64_t out) {
+    return ((i + 1) * in + out - 1) / out;
+  }
+
+  void forward(const tensor& x, tensor& y, Mode) {
+    detail::check_batch<B>(name(), x);
+    const Shape out = output_shape(x.shape);
+    const auto C = x.shape[0], H = x.shape[1], W = x.shape[2];
+    const auto n = x.batch();
+    if (H == OH && W == OW) {  // already the output size: the identity
+      y.shape = x.shape;
+      y.data = x.data;
+      return;
+    }
+    y.resize(out, n);
+    const auto in_sample = C * H * W, out_sample = C * OH * OW;
+    for_samples(n, in_sample, [&](typename B::index s) {
+      const float* img = x.data.data() + s * in_sample;
+      float* o = y.data.data() + s * out_sample;
+      for (std::int64_t oy = 0; oy < OH; ++oy) {
+        const auto y0 = bin_begin(oy, H, OH), y1 = bin_end(oy, H, OH);
+        for (std::int64_t ox = 0; ox < OW; ++ox) {
+          const auto x0 = bin_begin(ox, W, OW), x1 = bin_end(ox, W, OW);
+          float* d = o + C * (ox + OW * oy);
+          std::fill(d, d + C, 0.f);
+          for (auto iy = y0; iy < y1; ++iy)
+            for (auto ix = x0; ix < x1; ++ix) {
+              const float* v = img + C * (ix + W * iy);
+              for (std::int64_t c = 0; c < C; ++c) d[c] += v[c];
+            }
+          const float scale = 1.f / static_cast<float>((y1 - y0) * (x1 - x0));
+          for (std::int64_t c = 0; c < C; ++c) d[c] *= scale;
+        }
+      }
+    });
+  }
+  /// The adjoint of forward: each output's gradient, divided by its bin's pixel count, is
+  /// added to every input pixel of the bin.
+  void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
+    if (!dx) return;
+    const auto C = x.shape[0], H = x.shape[1], W = x.shape[2];
+    const auto n = x.batch();
+    if (H == OH && W == OW) {
+      dx->shape = x.shape;
+      dx->data = dy.data;
+      return;
+    }
+    const auto in_sample = C * H * W, out_sample = C * OH * OW;
+    dx->shape = x.shape;
+    dx->data.setZero(in_sample, n);
+    for_samples(n, in_sample, [&](typename B::index s) {
+      float* d = dx->data.data() + s * in_sample;
+      const float* g = dy.data.data() + s * out_sample;
+      for (std::int64_t oy = 0; oy < OH; ++oy) {
+        const auto y0 = bin_begin(oy, H, OH), y1 = bin_end(oy, H, OH);
+        for (std::int64_t ox = 0; ox < OW; ++ox) {
+          const auto x0 = bin_begin(ox, W, OW), x1 = bin_end(ox, W, OW);
+          const float scale = 1.f / static_cast<float>((y1 - y0) * (x1 - x0));
+          const float* go = g + C * (ox + OW * oy);
+          for (auto iy = y0; iy < y1; ++iy)
+            for (auto ix = x0; ix < x1; ++ix) {
+              float* v = d + C * (ix + W * iy);
+              for (std::int64_t c = 0; c < C; ++c) v[c] += go[c] * scale;
+            }
+        }
+      }
+    });
+  }
+
+ private:
+  // f(sample) for every sample; split over the threads when the batch is large enough to
+  // pay for starting them.
+  template <class F>
+  static void for_samples(typename B::index n, std::int64_t sample_size, F&& f) {
+    auto part = [&](int, typename B::index first, typename B::index count) {
+      for (auto s = first; s < first + count; ++s) f(s);
+    };
+    if (n * sample_size >= (std::int64_t{1} << 16)) B::parallel_parts(n, part);
+    else part(0, 0, n);
+  }
+};
+template <std::int64_t OH, std::int64_t OW>
+using AdaptiveAvgPool2d = BasicAdaptiveAvgPool2d<OH, OW>;
 
 }  // namespace fasttrain::nn

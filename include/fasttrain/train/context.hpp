@@ -3,10 +3,14 @@
 // A hook receives one of these contexts, never the whole Trainer:
 //
 //   event                                   context          may touch
-//   fit_begin, epoch_begin, epoch_end,      FitContext       model, optimizer
-//   fit_end
-//   batch_begin, before_forward, batch_end  BatchContext     the batch (inputs, labels), model;
-//                                                            at batch_end also `checkpointer`
+//   fit_begin, epoch_begin, epoch_end,      FitContext       model, optimizer; the training
+//   fit_end                                                  data through `data` (at epoch_begin
+//                                                            it may set the epoch's sample order)
+//   batch_begin, before_forward, batch_end  BatchContext     the batch (inputs, labels, indices:
+//                                                            before_forward may change them all,
+//                                                            the batch size included), model,
+//                                                            `data`; at batch_end also
+//                                                            `checkpointer`, and data.repeat_batch()
 //   after_forward                           ForwardContext   the outputs (read), model
 //   before_loss, after_loss                 LossContext      the targets, the loss value
 //   before_backward                         BackwardContext  dL/d(outputs) before it is backpropagated
@@ -19,19 +23,82 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "fasttrain/core/error.hpp"
 #include "fasttrain/core/time.hpp"
 #include "fasttrain/data/dataset.hpp"
 #include "fasttrain/nn/loss.hpp"
 
 namespace fasttrain {
 
+/// What a method may learn and change about the flow of training data (DataPruning,
+/// Curriculum, DataEchoing). The Trainer owns it; hooks get a pointer in their context.
+class DataControl {
+ public:
+  enum class Phase { other, epoch_begin, batch_end };
+
+  /// The training set when the data source exposes one (data::Loader does), else nullptr.
+  const data::Dataset* dataset() const { return dataset_; }
+  /// Samples per batch of the data source (0 when it does not say).
+  std::int64_t batch_size() const { return batch_size_; }
+  /// Whether the source can draw an order given by set_epoch_order (data::Loader can).
+  bool can_order() const { return can_order_; }
+
+  /// At epoch_begin only: this epoch draws exactly these dataset indices, in this order
+  /// (batched by the source's batch size), instead of the source's own order. An index may
+  /// appear more than once or not at all; the epoch's length follows the order's. Epochs
+  /// whose epoch_begin sets nothing use the source's order.
+  void set_epoch_order(std::vector<std::int64_t> order) {
+    if (phase_ != Phase::epoch_begin)
+      throw std::logic_error("fasttrain::DataControl::set_epoch_order: only an epoch_begin hook may set the order");
+    if (!can_order_)
+      throw config_error(
+          "fasttrain::DataControl::set_epoch_order: this recipe sets the order of the samples, but the data "
+          "source cannot draw a given order (use data::Loader, or a source with start_epoch(epoch, first, order) "
+          "and dataset())");
+    if (order.empty()) throw config_error("fasttrain::DataControl::set_epoch_order: the order is empty");
+    const auto n = dataset_->size();
+    for (std::size_t k = 0; k < order.size(); ++k)
+      if (order[k] < 0 || order[k] >= n)
+        throw config_error(fasttrain::detail::cat("fasttrain::DataControl::set_epoch_order: entry ", k, " is ",
+                                                  order[k], ", not a sample of the training set [0, ", n, ")"));
+    *order_ = std::move(order);
+  }
+  /// At batch_end only: the next step trains on this step's batch again instead of drawing
+  /// a new one (it does not advance the epoch). The batch is then as before_forward hooks
+  /// left it: a method that repeats batches restores what it needs (see DataEchoing).
+  void repeat_batch() {
+    if (phase_ != Phase::batch_end)
+      throw std::logic_error("fasttrain::DataControl::repeat_batch: only a batch_end hook may repeat the batch");
+    *repeat_ = true;
+  }
+
+  // Set by the Trainer.
+  DataControl(const data::Dataset* ds, std::int64_t batch_size, bool can_order, std::vector<std::int64_t>* order,
+              bool* repeat)
+      : dataset_(ds), batch_size_(batch_size), can_order_(can_order && ds), order_(order), repeat_(repeat) {}
+  void set_phase(Phase p) { phase_ = p; }
+
+ private:
+  const data::Dataset* dataset_;
+  std::int64_t batch_size_;
+  bool can_order_;
+  std::vector<std::int64_t>* order_;
+  bool* repeat_;
+  Phase phase_ = Phase::other;
+};
+
 template <class Model, class Optimizer>
 struct FitContext {
   Model& model;
   Optimizer& optimizer;
   const Time& time;
+  DataControl* data = nullptr;
 };
 
 /// Writes the Trainer's whole state to a checkpoint file (io/checkpoint.hpp): given to
@@ -54,6 +121,7 @@ struct BatchContext {
   Model& model;
   const Time& time;
   const Checkpointer* checkpointer = nullptr;  ///< set at batch_end only
+  DataControl* data = nullptr;
 };
 
 template <class Model>

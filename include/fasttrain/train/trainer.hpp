@@ -26,6 +26,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/time.hpp"
@@ -258,10 +259,14 @@ class Trainer {
     last_finite_loss_ = std::nan("");
     last_checkpoint_.clear();
     source_config_ = describe_source(train);
+    epoch_order_.clear();
+    repeat_batch_ = false;
+    data_.emplace(source_dataset(train), source_batch_size(train), can_order<Source>(), &epoch_order_,
+                  &repeat_batch_);
     Progress progress(opt.progress);
     const double epochs_total = opt.max_duration.unit == Unit::epoch ? opt.max_duration.value : 0.0;
 
-    fit_context fctx{model_, optimizer_, time_};
+    fit_context fctx{model_, optimizer_, time_, &*data_};
     emit<event::fit_begin>(fctx);
     // Resuming continues inside the epoch the checkpoint was written in: epoch_begin has
     // already run for it, and what it set is part of the restored state.
@@ -278,19 +283,31 @@ class Trainer {
     float loss_value = 0.f;
     bool done = false;
     while (!done) {
+      // Training seconds count everything but evaluation: epoch_begin hooks (a method's
+      // scoring pass) and the source's epoch start included.
+      const auto t0 = clock::now();
+      const double seconds_at_start = time_.seconds;
       if (!mid_epoch) {
+        epoch_order_.clear();
+        data_->set_phase(DataControl::Phase::epoch_begin);
         emit<event::epoch_begin>(fctx);
+        data_->set_phase(DataControl::Phase::other);
         epoch_loss_sum_ = 0.0;
         epoch_loss_count_ = 0;
       }
       mid_epoch = false;
       start_source(train, time_.epoch, time_.batch_in_epoch);
-      const auto t0 = clock::now();
-      const double seconds_at_start = time_.seconds;
       bool rolled_back = false;
-      while (!time_.reached(opt.max_duration) && train.next(batch_)) {
+      // A batch_end hook may ask for the same batch again (repeat_batch_): then no new one is
+      // drawn. Repeats advance neither epochs nor samples, so with a budget in those units the
+      // last batch's repeats still run.
+      const bool repeats_are_free = opt.max_duration.unit == Unit::epoch || opt.max_duration.unit == Unit::sample;
+      while ((!time_.reached(opt.max_duration) || (repeat_batch_ && repeats_are_free)) &&
+             (repeat_batch_ || train.next(batch_))) {
+        const bool fresh = !repeat_batch_;
+        repeat_batch_ = false;
         try {
-          loss_value = train_step(batch_, sched, opt.check_finite);
+          loss_value = train_step(batch_, sched, opt.check_finite, fresh);
         } catch (const divergence_error& e) {
           if (opt.on_divergence != Divergence::rollback) throw;
           roll_back(e, opt);
@@ -300,8 +317,10 @@ class Trainer {
         epoch_loss_sum_ += loss_value;
         ++epoch_loss_count_;
         time_.seconds = seconds_at_start + std::chrono::duration<double>(clock::now() - t0).count();
-        batch_context bctx{batch_, model_, time_, &checkpointer};
+        batch_context bctx{batch_, model_, time_, &checkpointer, &*data_};
+        data_->set_phase(DataControl::Phase::batch_end);
         emit<event::batch_end>(bctx);
+        data_->set_phase(DataControl::Phase::other);
         progress.update(time_.epoch, epochs_total, time_.batch, loss_value,
                         result_.history.empty() ? std::nan("") : result_.history.back().test_accuracy,
                         time_.seconds > 0 ? static_cast<double>(time_.sample) / time_.seconds : 0.0,
@@ -317,6 +336,7 @@ class Trainer {
         time_.batch_in_epoch = 0;
       }
       emit<event::epoch_end>(fctx);
+      time_.seconds = seconds_at_start + std::chrono::duration<double>(clock::now() - t0).count();
 
       EvalRecord rec{time_.epoch, time_.batch, time_.seconds,
                      epoch_loss_count_ ? epoch_loss_sum_ / static_cast<double>(epoch_loss_count_) : std::nan(""),
@@ -441,9 +461,11 @@ class Trainer {
   }
   template <class Ar>
   void trainer_state(Ar& ar) {
-    ar.config("batches_per_epoch", time_.batches_per_epoch);
-    ar.config("samples_per_epoch", time_.samples_per_epoch);
     ar.config("data", source_config_);
+    ar("batches_per_epoch", time_.batches_per_epoch);  // of this epoch (a method may set its order)
+    ar("samples_per_epoch", time_.samples_per_epoch);
+    ar("epoch_order", epoch_order_);
+    ar("repeat_batch", repeat_batch_);
     ar("epoch", time_.epoch);
     ar("batch", time_.batch);
     ar("batch_in_epoch", time_.batch_in_epoch);
@@ -477,7 +499,8 @@ class Trainer {
       result_.history.clear();
       for (std::size_t i = 0; i < n; ++i)
         result_.history.push_back({epochs[i], steps[i], seconds[i], losses[i], accuracies[i]});
-      if (time_.batch_in_epoch < 0 || time_.batch_in_epoch > time_.batches_per_epoch || time_.epoch < 0 ||
+      if (time_.batches_per_epoch < 1 || time_.samples_per_epoch < 1 || time_.batch_in_epoch < 0 ||
+          time_.batch_in_epoch > time_.batches_per_epoch || time_.epoch < 0 ||
           time_.batch < 0 || time_.sample < 0 || epoch_loss_count_ < 0 || result_.rollbacks < 0)
         ar.invalid(fasttrain::detail::cat("an impossible position (epoch ", time_.epoch, ", batch ", time_.batch_in_epoch,
                                           " of ", time_.batches_per_epoch, ", step ", time_.batch, ", sample ", time_.sample,
@@ -500,9 +523,40 @@ class Trainer {
                                   " size=", src.dataset().size());
     return d;
   }
-  // Starts epoch `epoch` of the source at batch `first` (> 0 when resuming mid-epoch).
   template <class Source>
-  static void start_source(Source& src, std::int64_t epoch, std::int64_t first) {
+  static const data::Dataset* source_dataset(const Source& src) {
+    if constexpr (requires { { src.dataset() } -> std::convertible_to<const data::Dataset&>; }) return &src.dataset();
+    else return nullptr;
+  }
+  template <class Source>
+  static std::int64_t source_batch_size(const Source& src) {
+    if constexpr (requires { src.options().batch_size; }) return src.options().batch_size;
+    else return 0;
+  }
+  template <class Source>
+  static constexpr bool can_order() {
+    return requires(Source& s, std::vector<std::int64_t> o) {
+      s.start_epoch(std::int64_t{}, std::int64_t{}, std::move(o));
+      s.batches_in_epoch();
+      s.samples_in_epoch();
+    };
+  }
+
+  // Starts epoch `epoch` of the source at batch `first` (> 0 when resuming mid-epoch), in
+  // the order a method set (epoch_order_), else in the source's own; Time then holds this
+  // epoch's length.
+  template <class Source>
+  void start_source(Source& src, std::int64_t epoch, std::int64_t first) {
+    if constexpr (can_order<Source>()) {
+      if (!epoch_order_.empty()) src.start_epoch(epoch, first, epoch_order_);
+      else src.start_epoch(epoch, first);
+      time_.batches_per_epoch = src.batches_in_epoch();
+      time_.samples_per_epoch = src.samples_in_epoch();
+      return;
+    }
+    if (!epoch_order_.empty())
+      throw config_error("fasttrain::Trainer: a method set the order of this epoch's samples, but the data source "
+                         "cannot draw a given order (use data::Loader)");
     if constexpr (requires { src.start_epoch(epoch, first); }) {
       src.start_epoch(epoch, first);
     } else {
@@ -571,9 +625,12 @@ class Trainer {
 
   // One optimizer step on `batch`: fires batch_begin .. after_step in order and advances
   // Time by one batch. Returns the batch's loss.
+  // `fresh`: a batch new from the source (false: a repeat asked for by a batch_end hook),
+  // which advances the epoch and the sample count.
   template <schedule::Schedule Sched>
-  float train_step(batch_type& batch, const Sched& sched, bool check_finite) {
-    batch_context bctx{batch, model_, time_};
+  float train_step(batch_type& batch, const Sched& sched, bool check_finite, bool fresh = true) {
+    const std::int64_t drawn = fresh ? batch.size() : 0;  // before hooks (SelectiveBackprop) shrink it
+    batch_context bctx{batch, model_, time_, nullptr, &*data_};
     emit<event::batch_begin>(bctx);
     emit<event::before_forward>(bctx);
 
@@ -604,8 +661,8 @@ class Trainer {
     emit<event::after_step>(sctx);
 
     ++time_.batch;
-    ++time_.batch_in_epoch;
-    time_.sample += batch.size();
+    if (fresh) ++time_.batch_in_epoch;
+    time_.sample += drawn;
     return loss_value;
   }
 
@@ -676,6 +733,9 @@ class Trainer {
   float lr_scale_ = 1.f;          // lowered by each rollback
   std::string last_checkpoint_;   // written or resumed from in this run
   std::string source_config_;
+  std::vector<std::int64_t> epoch_order_;  // set by an epoch_begin hook; empty: the source's order
+  bool repeat_batch_ = false;              // set by a batch_end hook: train on batch_ again
+  std::optional<DataControl> data_;
 
   template <class E, class Ctx>
   void emit(Ctx& ctx) {
