@@ -2,7 +2,7 @@
 // line as examples/fashion_mnist_cnn) with one data method chosen by --method, for measuring
 // each method's effect on time to a target accuracy (benchmarks/cnn_methods.sh).
 //
-//   bench_cnn_methods --method M [--alpha A] [--cutout-length L] [--keep K] [--prune-fraction F]
+//   bench_cnn_methods --method M [--alpha A] [--cutout-length L] [--keep K] [--sb-start S] [--prune-fraction F]
 //                     [--initial-scale S] [--magnitude M] [--curriculum-start C] [--echo-factor E]
 //                     [--target 0.91] [--seed S] [every flag of the example]
 //   M: none, mixup, cutmix, cutout, selective_backprop, data_pruning, progressive_resizing,
@@ -16,7 +16,7 @@
 namespace {
 struct DataMethodFlags {
   std::shared_ptr<std::string> method;
-  std::shared_ptr<float> alpha, length, keep, prune, scale, magnitude, cstart;
+  std::shared_ptr<float> alpha, length, keep, sb_start, prune, scale, magnitude, cstart;
   std::shared_ptr<int> echo;
   void add_flags(fasttrain::cli::Args& args) {
     using namespace fasttrain::methods;
@@ -26,6 +26,8 @@ struct DataMethodFlags {
     alpha = args.add<float>("alpha", 0.f, "MixUp / CutMix alpha (0: the method's default)");
     length = args.add<float>("cutout-length", CutOutOptions{}.length, "CutOut square side, fraction of the image side");
     keep = args.add<float>("keep", SelectiveBackpropOptions{}.keep, "SelectiveBackprop: fraction of each batch kept");
+    sb_start = args.add<float>("sb-start", SelectiveBackpropOptions{}.start,
+                               "SelectiveBackprop: fraction of the budget at which selection starts");
     prune = args.add<float>("prune-fraction", DataPruningOptions{}.fraction, "DataPruning: fraction dropped");
     scale = args.add<float>("initial-scale", ProgressiveResizingOptions{}.initial_scale,
                             "ProgressiveResizing: initial image scale");
@@ -42,7 +44,7 @@ struct DataMethodFlags {
     if (m == "mixup") return run(methods::MixUp{{.alpha = *alpha > 0 ? *alpha : methods::MixUpOptions{}.alpha}});
     if (m == "cutmix") return run(methods::CutMix{{.alpha = *alpha > 0 ? *alpha : methods::CutMixOptions{}.alpha}});
     if (m == "cutout") return run(methods::CutOut{{.length = *length}});
-    if (m == "selective_backprop") return run(methods::SelectiveBackprop{{.keep = *keep}});
+    if (m == "selective_backprop") return run(methods::SelectiveBackprop{{.start = *sb_start, .keep = *keep}});
     if (m == "data_pruning") return run(methods::DataPruning{{.fraction = *prune}});
     if (m == "progressive_resizing") return run(methods::ProgressiveResizing{{.initial_scale = *scale}});
     if (m == "curriculum") return run(methods::Curriculum{{.start = *cstart}});
@@ -56,6 +58,7 @@ struct DataMethodFlags {
     r.extra.push_back({"alpha", fasttrain::json::number(*alpha)});
     r.extra.push_back({"cutout_length", fasttrain::json::number(*length)});
     r.extra.push_back({"keep", fasttrain::json::number(*keep)});
+    r.extra.push_back({"sb_start", fasttrain::json::number(*sb_start)});
     r.extra.push_back({"prune_fraction", fasttrain::json::number(*prune)});
     r.extra.push_back({"initial_scale", fasttrain::json::number(*scale)});
     r.extra.push_back({"magnitude", fasttrain::json::number(*magnitude)});

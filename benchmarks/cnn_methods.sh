@@ -8,7 +8,12 @@
 # per run to stderr. Needs an idle machine: every figure is wall-clock.
 #
 #   cmake --build --preset release --target bench_cnn_methods
-#   bash benchmarks/cnn_methods.sh [SEEDS] [TARGET] [METHODS...]    # METHODS default: none mixup cutmix cutout
+#   bash benchmarks/cnn_methods.sh [SEEDS] [TARGET] [METHODS...]
+#
+# METHODS default: none mixup cutmix cutout. An entry METHOD:FLAGS passes extra flags,
+# comma-separated, e.g. selective_backprop:--sb-start=0 (it is then a row of its own). The
+# runs go seed by seed, every method within a seed, so drift in the machine's speed spreads
+# over all methods instead of landing on the last ones.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=build/release/benchmarks/bench_cnn_methods
@@ -21,20 +26,27 @@ methods=("$@")
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-for m in "${methods[@]}"; do
-  for s in $(seq 1 "$seeds"); do
-    line=$("$bin" --method "$m" --seed "$s" --target "$target" 2>/dev/null | tail -n 1)
-    echo "$line" >&2
-    echo "$line" >> "$out"
+for s in $(seq 1 "$seeds"); do
+  for entry in "${methods[@]}"; do
+    m=${entry%%:*}
+    extra=()
+    [[ $entry == *:* ]] && IFS=, read -r -a extra <<< "${entry#*:}"
+    line=$("$bin" --method "$m" "${extra[@]}" --seed "$s" --target "$target" 2>/dev/null | tail -n 1)
+    echo "$entry $line" >&2
+    printf '%s\t%s\n' "$entry" "$line" >> "$out"
   done
 done
 python3 - "$out" "$target" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = []
+for l in open(sys.argv[1]):
+    if l.strip():
+        label, js = l.rstrip("\n").split("\t", 1)
+        rows.append((label, json.loads(js)))
 target = float(sys.argv[2])
 by = {}
-for r in rows:
-    by.setdefault(r["method"], []).append(r)
+for label, r in rows:
+    by.setdefault(label, []).append(r)
 def summary(rs):
     secs = [r.get("time_to_target_seconds") for r in rs]
     reached = [s for s in secs if s is not None]

@@ -1,7 +1,7 @@
 // examples/example_main.hpp -- what the Fashion-MNIST examples share: flags, data,
 // normalisation, the recipe chosen by flags, and the JSON line.
 //
-// Flags: --epochs --seed --threads --batch --lr --data --target, and the methods the recipe
+// Flags: --epochs --seed --threads --batch --lr --data --target --input-ms, and the methods the recipe
 // chooser offers (by default --label-smoothing S, --clip-norm T). Each combination of methods
 // is its own Trainer type, composed at compile time; a chooser is a type with
 // add_flags(args), run(run) (calls run(methods...) for the chosen list and returns its
@@ -15,7 +15,12 @@
 #include <iostream>
 #include <string>
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
 
 namespace examples {
 
@@ -48,6 +53,41 @@ struct OptimizationFlags {
   }
 };
 
+/// A data::Loader behind a simulated input pipeline that delivers one batch every `ms`
+/// milliseconds, in parallel with training (a single worker that starts on the next batch
+/// when one is handed out): next() waits until `ms` have passed since the previous hand-out.
+/// With ms = 0 it only forwards. For measuring methods in an input-bound regime
+/// (DataEchoing); data in memory behind a prefetching Loader is never input-bound.
+class PacedLoader {
+ public:
+  PacedLoader(fasttrain::data::Loader& inner, double ms) : inner_(inner), period_(ms) {}
+  bool next(fasttrain::data::Batch<>& b) {
+    if (period_.count() > 0) {
+      const auto ready = handed_ + std::chrono::duration_cast<clock::duration>(period_);
+      std::this_thread::sleep_until(ready);
+    }
+    const bool got = inner_.next(b);
+    handed_ = clock::now();
+    return got;
+  }
+  void start_epoch(std::int64_t e, std::int64_t first = 0) { inner_.start_epoch(e, first); }
+  void start_epoch(std::int64_t e, std::int64_t first, std::vector<std::int64_t> order) {
+    inner_.start_epoch(e, first, std::move(order));
+  }
+  std::int64_t batches_per_epoch() const { return inner_.batches_per_epoch(); }
+  std::int64_t samples_per_epoch() const { return inner_.samples_per_epoch(); }
+  std::int64_t batches_in_epoch() const { return inner_.batches_in_epoch(); }
+  std::int64_t samples_in_epoch() const { return inner_.samples_in_epoch(); }
+  const fasttrain::data::Dataset& dataset() const { return inner_.dataset(); }
+  const fasttrain::data::LoaderOptions& options() const { return inner_.options(); }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  fasttrain::data::Loader& inner_;
+  std::chrono::duration<double, std::milli> period_;
+  clock::time_point handed_ = clock::now();
+};
+
 template <class Model, class Recipes = OptimizationFlags>
 int train_fashion_mnist(const char* name, const char* description, Defaults d, int argc, char** argv,
                         Recipes recipes = {}) try {
@@ -62,7 +102,10 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
   auto target = args.add<double>("target", 0.0, "stop at this test accuracy (0: train the full budget)");
   recipes.add_flags(args);
   auto warmup = args.add<double>("warmup", d.warmup_epochs, "epochs of linear LR warmup (0: none)");
+  auto input_ms = args.add<double>("input-ms", 0.0,
+                                   "simulate an input pipeline delivering one batch every this many ms (0: off)");
   args.parse(argc, argv);
+  fasttrain::detail::require(*input_ms >= 0, "--input-ms must be >= 0");
 
   set_threads(*threads);
   auto [train, test] = data::fashion_mnist(*data_dir);
@@ -70,7 +113,8 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
   norm.apply(train);
   norm.apply(test);
 
-  data::Loader loader(train, {.batch_size = *batch, .shuffle = true, .seed = *seed, .prefetch = 2});
+  data::Loader data_loader(train, {.batch_size = *batch, .shuffle = true, .seed = *seed, .prefetch = 2});
+  PacedLoader loader(data_loader, *input_ms);
   Model model;
   model.reset_parameters(*seed);
   FitOptions opt;
@@ -92,6 +136,7 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
   };
   Result r = recipes.run(run);
   recipes.describe(r);
+  if (*input_ms > 0) r.extra.push_back({"input_ms", fasttrain::json::number(*input_ms)});
   r.extra.push_back({"threads", std::to_string(*threads)});
   r.extra.push_back({"batch", std::to_string(*batch)});
   r.extra.push_back({"seed", std::to_string(*seed)});

@@ -602,6 +602,48 @@ TEST_CASE("Loader: prefetch = 2 and prefetch = 0 give bitwise-identical batches"
   }
 }
 
+TEST_CASE("Loader: an epoch with a given order draws exactly it, in batches, from any first batch") {
+  const data::Dataset ds = counting(50);
+  // 23 entries with repeats and gaps: 3 batches of 10, 10, 3 (drop_last: 2 of 10).
+  std::vector<std::int64_t> order;
+  for (int k = 0; k < 23; ++k) order.push_back((k * 7) % 13 + (k % 2) * 30);
+  for (const int prefetch : {0, 2}) {
+    for (const bool drop_last : {false, true}) {
+      CAPTURE(prefetch);
+      CAPTURE(drop_last);
+      data::Loader loader(ds, {.batch_size = 10, .seed = 1, .drop_last = drop_last, .prefetch = prefetch});
+      loader.start_epoch(3, 0, order);
+      CHECK(loader.batches_in_epoch() == (drop_last ? 2 : 3));
+      CHECK(loader.samples_in_epoch() == (drop_last ? 20 : 23));
+      CHECK(loader.batches_per_epoch() == 5);  // the default epoch's, unchanged
+      std::vector<data::Batch<>> got;
+      data::Batch<> b;
+      while (loader.next(b)) {
+        check_contents(ds, b);
+        got.push_back(b);
+      }
+      const auto drawn = order_of(got);
+      CHECK(drawn == std::vector<std::int64_t>(order.begin(), order.begin() + (drop_last ? 20 : 23)));
+      // Starting at batch 1 gathers the rest only; the next plain epoch is the full default one.
+      loader.start_epoch(3, 1, order);
+      std::vector<data::Batch<>> rest;
+      while (loader.next(b)) rest.push_back(b);
+      CHECK(order_of(rest) == std::vector<std::int64_t>(drawn.begin() + 10, drawn.end()));
+      CHECK(loader.batches_in_epoch() == (drop_last ? 2 : 3));
+      CHECK(order_of(epoch_batches(loader, 4)).size() == 50u);
+      CHECK(loader.batches_in_epoch() == 5);
+    }
+  }
+  data::Loader loader(ds, {.batch_size = 10, .prefetch = 0});
+  CHECK_THROWS_WITH_AS(loader.start_epoch(0, 0, {1, 50}), doctest::Contains("entry 1 of the given order is 50"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(loader.start_epoch(0, 0, {}), doctest::Contains("the given order is empty"), config_error);
+  CHECK_THROWS_WITH_AS(loader.start_epoch(0, 2, {1, 2, 3}), doctest::Contains("first_batch must be in [0, 1]"),
+                       config_error);
+  data::Loader dl(ds, {.batch_size = 10, .drop_last = true, .prefetch = 0});
+  CHECK_THROWS_WITH_AS(dl.start_epoch(0, 0, {1, 2, 3}), doctest::Contains("fewer than a batch"), config_error);
+}
+
 TEST_CASE("Loader: start_epoch mid-epoch cancels cleanly, then a full new epoch reads correctly") {
   const data::Dataset ds = counting(200);
   for (const int prefetch : {0, 1, 3}) {

@@ -324,6 +324,57 @@ TEST_CASE("resume: a run continued from any of its checkpoints ends bitwise iden
   fs::remove_all(dir);
 }
 
+namespace {
+// Trains 3 epochs with `ms` and checkpoints every 5 steps, then resumes from every
+// checkpoint: each resumed run must end with bitwise the same weights and history.
+template <class... Ms>
+void check_resume_from_every_checkpoint(const std::string& name, Ms... ms) {
+  const auto train = blobs(200, 1), test = blobs(90, 9);
+  const std::string dir = fresh_dir(name);
+  data::Loader loader(train, {.batch_size = 16, .shuffle = true, .seed = 2});
+  const FitOptions opt{.max_duration = 3_ep, .progress = ProgressMode::never};
+  auto make_net = [] {
+    Net net(nn::Linear<4, 16>{}, nn::ReLU{}, nn::Dropout(0.3f), nn::Linear<16, 3>{});
+    return net;
+  };
+  Net ref_net = make_net();
+  ref_net.reset_parameters(4);
+  auto ref = make_trainer(ref_net, methods::Checkpoint{{.dir = dir, .every = 5_ba, .keep = 0}}, ms...);
+  const Result full = ref.fit(loader, test, opt, schedule::cosine());
+  const auto expected = weights_of(ref_net);
+  const auto all = io::list_checkpoints(dir);
+  REQUIRE(all.size() >= 4);  // every 5 of at least 29 steps
+  for (const auto& [step, path] : all) {
+    CAPTURE(step);
+    Net net = make_net();
+    net.reset_parameters(99);
+    auto t = make_trainer(net, methods::Checkpoint{{.dir = dir + "/again", .every = 5_ba}}, ms...);
+    FitOptions o = opt;
+    o.resume_from = path;
+    const Result r = t.fit(loader, test, o, schedule::cosine());
+    const auto got = weights_of(net);
+    for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == expected[i]);
+    CHECK(r.steps == full.steps);
+    REQUIRE(r.history.size() == full.history.size());
+    for (std::size_t i = 0; i < r.history.size(); ++i) CHECK(r.history[i].test_accuracy == full.history[i].test_accuracy);
+  }
+  fs::remove_all(dir);
+}
+}  // namespace
+
+TEST_CASE("resume: data methods that steer the data (pruned epochs, echoes, selection) resume exactly") {
+  check_resume_from_every_checkpoint(
+      "resume_data_methods", methods::DataPruning{{.fraction = 0.4f, .score_epoch = 1}},
+      methods::DataEchoing{{.factor = 2}},
+      methods::SelectiveBackprop{{.start = 0.f, .keep = 0.5f, .interrupt = 3, .seed = 7}});
+  check_resume_from_every_checkpoint("resume_forgetting",
+                                     methods::DataPruning{{.fraction = 0.4f, .score = methods::ExampleScore::forgetting,
+                                                           .score_epoch = 1}});
+  check_resume_from_every_checkpoint("resume_curriculum",
+                                     methods::Curriculum{{.start = 0.3f, .full_at = 0.9f, .score_epoch = 1}},
+                                     methods::DataEchoing{{.factor = 3}});
+}
+
 TEST_CASE("io::load_model restores a checkpoint's model alone, for evaluation") {
   const auto train = blobs(120, 1);
   const std::string dir = fresh_dir("load_model");

@@ -43,6 +43,9 @@ class Checkpoint {
  public:
   static constexpr taxonomy tag{component::none, action::retrofit};
   using events = fasttrain::events<event::fit_begin, event::batch_end>;
+  /// After every other method, so the state it saves at batch_end includes what their
+  /// batch_end hooks did (DataEchoing's repeat request, ProgressiveResizing's restore).
+  static constexpr bool runs_last = true;
 
   explicit Checkpoint(CheckpointOptions o = {}) : opt_(std::move(o)) {
     fasttrain::detail::require(!opt_.dir.empty(), "fasttrain::methods::Checkpoint: dir must not be empty");

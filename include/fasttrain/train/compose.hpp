@@ -4,8 +4,10 @@
 //  * every method must be tagged and declare its events (the Method concept);
 //  * no method may appear in another's `conflicts_with` (a static_assert names both);
 //  * the methods are ordered so that each runs before those in its `runs_before` and
-//    after those in its `runs_after`: a stable topological sort (ties keep the user's
-//    order), with a static_assert when the constraints form a cycle.
+//    after those in its `runs_after`, and a method with `static constexpr bool runs_last =
+//    true` after every method without it (methods::Checkpoint: its batch_end saves what the
+//    other hooks have left): a stable topological sort (ties keep the user's order), with a
+//    static_assert when the constraints form a cycle.
 #pragma once
 
 #include <array>
@@ -36,12 +38,17 @@ struct composition {
   template <std::size_t I>
   using at = std::tuple_element_t<I, std::tuple<Ms...>>;
 
+  template <class M>
+  static constexpr bool last() {
+    if constexpr (requires { M::runs_last; }) return M::runs_last;
+    else return false;
+  }
   template <std::size_t I, std::size_t J>
   static constexpr bool precedes() {
     if constexpr (I == J) return false;
     else
       return in_list<at<J>, typename traits_of<at<I>>::runs_before>::value ||
-             in_list<at<I>, typename traits_of<at<J>>::runs_after>::value;
+             in_list<at<I>, typename traits_of<at<J>>::runs_after>::value || (!last<at<I>>() && last<at<J>>());
   }
   template <std::size_t I, std::size_t J>
   static constexpr bool conflicts() {

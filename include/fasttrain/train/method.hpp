@@ -7,6 +7,7 @@
 //     using runs_before = fasttrain::type_list<>;      // optional: methods that must run after this one
 //     using runs_after = fasttrain::type_list<>;       // optional: methods that must run before this one
 //     using conflicts_with = fasttrain::type_list<>;   // optional: methods that must not be combined with it
+//     static constexpr bool runs_last = false;        // optional: true = after every method without it
 //     void on_before_forward(auto& ctx);
 //   };
 //
