@@ -14,6 +14,16 @@ namespace gradcheck {
 
 using Mat = fasttrain::cpu::eigen::matrix;
 
+/// n images {c, h, w} of N(0, 1) values drawn from `seed`.
+inline fasttrain::cpu::eigen::tensor random_image(std::int64_t c, std::int64_t h, std::int64_t w, std::int64_t n,
+                                                  std::uint64_t seed) {
+  fasttrain::Rng rng(seed);
+  fasttrain::cpu::eigen::tensor t;
+  t.resize(fasttrain::Shape(c, h, w), n);
+  fasttrain::cpu::eigen::fill_normal(t.data, 0.f, 1.f, rng);
+  return t;
+}
+
 /// Central differences of `loss` with respect to every element of `v`, compared with the
 /// analytic gradient `g` by the norm-wise relative error ||fd - g|| / (||fd|| + ||g||), so
 /// that a gradient wrong by a fraction of a percent anywhere in the tensor fails. A

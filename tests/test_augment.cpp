@@ -26,16 +26,10 @@ using namespace fasttrain::literals;
 using B = cpu::eigen;
 using Mat = B::matrix;
 using Tensor = B::tensor;
+using gradcheck::random_image;
 
 namespace {
 
-Tensor random_image(std::int64_t c, std::int64_t h, std::int64_t w, std::int64_t n, std::uint64_t seed) {
-  Rng rng(seed);
-  Tensor t;
-  t.resize(Shape(c, h, w), n);
-  B::fill_normal(t.data, 0.f, 1.f, rng);
-  return t;
-}
 // Offset of (ch, y, x) in a C x H x W sample (channels fastest).
 std::int64_t off(const Shape& s, std::int64_t ch, std::int64_t y, std::int64_t x) { return ch + s[0] * (x + s[2] * y); }
 

@@ -14,19 +14,13 @@ using Tensor = B::tensor;
 
 namespace {
 
-Tensor random_image(std::int64_t c, std::int64_t h, std::int64_t w, std::int64_t n, std::uint64_t seed) {
-  Rng rng(seed);
-  Tensor t;
-  t.resize(Shape(c, h, w), n);
-  B::fill_normal(t.data, 0.f, 1.f, rng);
-  return t;
-}
 // Element (ch, y, x) of sample s (channels fastest).
 float at(const Tensor& t, std::int64_t s, std::int64_t ch, std::int64_t y, std::int64_t x) {
   return t.data(ch + t.shape[0] * (x + t.shape[2] * y), s);
 }
 
 using gradcheck::check_layer;
+using gradcheck::random_image;
 
 }  // namespace
 

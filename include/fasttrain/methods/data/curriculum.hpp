@@ -93,11 +93,7 @@ class Curriculum {
 
   template <class Ctx>
   void on_epoch_begin(Ctx& ctx) {
-    const data::Dataset* ds = ctx.data ? ctx.data->dataset() : nullptr;
-    if (!ds || !ctx.data->can_order())
-      throw config_error(
-          "fasttrain::methods::Curriculum: needs a data source that exposes its dataset and can draw a given "
-          "order (data::Loader)");
+    const data::Dataset* ds = &detail::orderable_training_set(ctx, "Curriculum");
     const auto n = ds->size();
     if (!opt_.scores.empty() && static_cast<std::int64_t>(opt_.scores.size()) != n)
       throw config_error(fasttrain::detail::cat("fasttrain::methods::Curriculum: scores has ", opt_.scores.size(),

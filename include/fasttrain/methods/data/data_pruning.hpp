@@ -31,14 +31,13 @@
 
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/rng.hpp"
+#include "fasttrain/methods/data/fwd.hpp"
 #include "fasttrain/methods/data/scoring.hpp"
 #include "fasttrain/train/context.hpp"
 #include "fasttrain/train/events.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
-
-class Curriculum;
 
 /// How DataPruning and Curriculum score examples.
 enum class ExampleScore { el2n, forgetting };
@@ -83,11 +82,7 @@ class DataPruning {
 
   template <class Ctx>
   void on_epoch_begin(Ctx& ctx) {
-    const data::Dataset* ds = ctx.data ? ctx.data->dataset() : nullptr;
-    if (!ds || !ctx.data->can_order())
-      throw config_error(
-          "fasttrain::methods::DataPruning: needs a data source that exposes its dataset and can draw a given "
-          "order (data::Loader)");
+    const data::Dataset* ds = &detail::orderable_training_set(ctx, "DataPruning");
     if (opt_.score == ExampleScore::forgetting && forgetting_.size() != ds->size()) forgetting_.resize(ds->size());
     if (ctx.time.epoch < opt_.score_epoch) return;
     if (kept_.empty()) {

@@ -37,19 +37,13 @@
 
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/rng.hpp"
+#include "fasttrain/methods/data/fwd.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/tensor/shape.hpp"
 #include "fasttrain/train/events.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
-
-// Declared only, for the ordering trait: ProgressiveResizing does not depend on them.
-class MixUp;
-class CutMix;
-class CutOut;
-class RandAugment;
-class SelectiveBackprop;
 
 /// How ProgressiveResizing makes an image smaller.
 enum class ResizeMode {

@@ -16,11 +16,14 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/data/dataset.hpp"
 #include "fasttrain/nn/layer.hpp"
+#include "fasttrain/train/context.hpp"
+#include "fasttrain/train/evaluate.hpp"
 
 namespace fasttrain::methods {
 
@@ -31,13 +34,8 @@ std::vector<float> el2n_scores(Model& model, const data::Dataset& ds, std::int64
   using B = typename Model::backend;
   fasttrain::detail::require(chunk >= 1, "fasttrain::methods::el2n_scores: chunk must be >= 1, got ", chunk);
   std::vector<float> out(static_cast<std::size_t>(ds.size()));
-  typename B::tensor x;
   typename B::matrix p;
-  for (std::int64_t first = 0; first < ds.size(); first += chunk) {
-    const std::int64_t n = std::min(chunk, ds.size() - first);
-    x.shape = ds.sample_shape;
-    x.data = ds.features.middleCols(first, n);
-    const auto& z = model.forward(x, nn::Mode::eval);
+  for_each_output(model, ds, chunk, [&](std::int64_t first, std::int64_t n, const auto& z) {
     B::softmax_columns(z.data, p);
     for (std::int64_t j = 0; j < n; ++j) {
       const auto y = ds.labels[static_cast<std::size_t>(first + j)];
@@ -47,7 +45,7 @@ std::vector<float> el2n_scores(Model& model, const data::Dataset& ds, std::int64
       p(y, j) -= 1.f;
       out[static_cast<std::size_t>(first + j)] = p.col(j).norm();
     }
-  }
+  });
   return out;
 }
 
@@ -105,6 +103,17 @@ class ForgettingCounter {
 };
 
 namespace detail {
+/// The training set of a method that sets epoch orders (DataPruning, Curriculum), from an
+/// epoch_begin context; a config_error naming `who` when the source cannot serve it.
+template <class Ctx>
+const data::Dataset& orderable_training_set(const Ctx& ctx, const char* who) {
+  const data::Dataset* ds = ctx.data ? ctx.data->dataset() : nullptr;
+  if (!ds || !ctx.data->can_order())
+    throw config_error(std::string("fasttrain::methods::") + who +
+                       ": needs a data source that exposes its dataset and can draw a given order (data::Loader)");
+  return *ds;
+}
+
 /// Dataset indices sorted from the lowest score to the highest (ties by index).
 inline std::vector<std::int64_t> easy_to_hard(const std::vector<float>& scores) {
   std::vector<std::int64_t> r(scores.size());

@@ -35,17 +35,13 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/rng.hpp"
 #include "fasttrain/core/time.hpp"
+#include "fasttrain/methods/data/fwd.hpp"
 #include "fasttrain/nn/layer.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/events.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
-
-class MixUp;
-class CutMix;
-class CutOut;
-class RandAugment;
 
 /// The per-sample loss SelectiveBackprop ranks samples by.
 enum class SampleLoss {
