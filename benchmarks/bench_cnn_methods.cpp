@@ -1,12 +1,12 @@
 // bench_cnn_methods -- the Fashion-MNIST CNN example (same model, data, defaults and JSON
-// line as examples/fashion_mnist_cnn) with one data method chosen by --method, for measuring
+// line as examples/fashion_mnist_cnn) with one method chosen by --method, for measuring
 // each method's effect on time to a target accuracy (benchmarks/cnn_methods.sh).
 //
 //   bench_cnn_methods --method M [--alpha A] [--cutout-length L] [--keep K] [--sb-start S] [--prune-fraction F]
-//                     [--initial-scale S] [--magnitude M] [--curriculum-start C] [--echo-factor E]
+//                     [--initial-scale S] [--magnitude M] [--curriculum-start C] [--echo-factor E] [--ema-half-life H]
 //                     [--target 0.91] [--seed S] [every flag of the example]
 //   M: none, mixup, cutmix, cutout, selective_backprop, data_pruning, progressive_resizing,
-//      curriculum, rand_augment, data_echoing (each with its defaults unless a flag says otherwise)
+//      curriculum, rand_augment, data_echoing, ema (each with its defaults unless a flag says otherwise)
 #include <memory>
 #include <string>
 
@@ -18,11 +18,12 @@ struct DataMethodFlags {
   std::shared_ptr<std::string> method;
   std::shared_ptr<float> alpha, length, keep, sb_start, prune, scale, magnitude, cstart;
   std::shared_ptr<int> echo;
+  std::shared_ptr<double> ema_half_life;
   void add_flags(fasttrain::cli::Args& args) {
     using namespace fasttrain::methods;
     method = args.add<std::string>("method", "none",
                                    "none, mixup, cutmix, cutout, selective_backprop, data_pruning, "
-                                   "progressive_resizing, curriculum, rand_augment or data_echoing");
+                                   "progressive_resizing, curriculum, rand_augment, data_echoing or ema");
     alpha = args.add<float>("alpha", 0.f, "MixUp / CutMix alpha (0: the method's default)");
     length = args.add<float>("cutout-length", CutOutOptions{}.length, "CutOut square side, fraction of the image side");
     keep = args.add<float>("keep", SelectiveBackpropOptions{}.keep, "SelectiveBackprop: fraction of each batch kept");
@@ -35,6 +36,7 @@ struct DataMethodFlags {
     cstart = args.add<float>("curriculum-start", CurriculumOptions{}.start,
                              "Curriculum: fraction of the examples available at first");
     echo = args.add<int>("echo-factor", DataEchoingOptions{}.factor, "DataEchoing: steps per batch");
+    ema_half_life = args.add<double>("ema-half-life", EMAOptions{}.half_life.value, "EMA: half-life in steps");
   }
   template <class Run>
   fasttrain::Result run(Run&& run) const {
@@ -50,8 +52,9 @@ struct DataMethodFlags {
     if (m == "curriculum") return run(methods::Curriculum{{.start = *cstart}});
     if (m == "rand_augment") return run(methods::RandAugment{{.magnitude = *magnitude}});
     if (m == "data_echoing") return run(methods::DataEchoing{{.factor = *echo}});
+    if (m == "ema") return run(methods::EMA{{.half_life = Duration{*ema_half_life, Unit::batch}}});
     throw config_error("bench_cnn_methods: --method must be none, mixup, cutmix, cutout, selective_backprop, "
-                       "data_pruning, progressive_resizing, curriculum, rand_augment or data_echoing, got '" + m + "'");
+                       "data_pruning, progressive_resizing, curriculum, rand_augment, data_echoing or ema, got '" + m + "'");
   }
   void describe(fasttrain::Result& r) const {
     r.extra.push_back({"method", fasttrain::json::quote(*method)});
@@ -64,6 +67,7 @@ struct DataMethodFlags {
     r.extra.push_back({"magnitude", fasttrain::json::number(*magnitude)});
     r.extra.push_back({"curriculum_start", fasttrain::json::number(*cstart)});
     r.extra.push_back({"echo_factor", fasttrain::json::number(*echo)});
+    r.extra.push_back({"ema_half_life", fasttrain::json::number(*ema_half_life)});
   }
 };
 }  // namespace

@@ -362,7 +362,7 @@ void check_resume_from_every_checkpoint(const std::string& name, Ms... ms) {
 }
 }  // namespace
 
-TEST_CASE("resume: data methods that steer the data (pruned epochs, echoes, selection) resume exactly") {
+TEST_CASE("resume: methods with data-steering or averaged state (pruned epochs, echoes, selection, EMA) resume exactly") {
   check_resume_from_every_checkpoint(
       "resume_data_methods", methods::DataPruning{{.fraction = 0.4f, .score_epoch = 1}},
       methods::DataEchoing{{.factor = 2}},
@@ -370,6 +370,7 @@ TEST_CASE("resume: data methods that steer the data (pruned epochs, echoes, sele
   check_resume_from_every_checkpoint("resume_forgetting",
                                      methods::DataPruning{{.fraction = 0.4f, .score = methods::ExampleScore::forgetting,
                                                            .score_epoch = 1}});
+  check_resume_from_every_checkpoint("resume_ema", methods::EMA{{.half_life = Duration(4, Unit::batch)}});
   check_resume_from_every_checkpoint("resume_curriculum",
                                      methods::Curriculum{{.start = 0.3f, .full_at = 0.9f, .score_epoch = 1}},
                                      methods::DataEchoing{{.factor = 3}});

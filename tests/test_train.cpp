@@ -400,3 +400,76 @@ TEST_CASE("a NaN in the data is reported as such, with the dataset index") {
   CHECK_THROWS_WITH_AS(trainer.fit(loader, nullptr, quiet(1_ep)), doctest::Contains("dataset index 13"),
                        divergence_error);
 }
+
+// ---- EMA -----------------------------------------------------------------------------------
+
+namespace {
+// Records the first weight tensor after every step.
+struct WeightLog {
+  static constexpr taxonomy tag{component::none, action::retrofit};
+  using events = fasttrain::events<event::after_step>;
+  std::vector<B::matrix> w;
+  template <class Ctx>
+  void on_after_step(Ctx& ctx) {
+    bool first = true;
+    ctx.model.for_each_parameter([&](auto& p, auto&) {
+      if (first) w.push_back(p);
+      first = false;
+    });
+  }
+};
+B::matrix first_weight(Net& net) {
+  B::matrix out;
+  bool first = true;
+  net.for_each_parameter([&](auto& p, auto&) {
+    if (first) out = p;
+    first = false;
+  });
+  return out;
+}
+}  // namespace
+
+TEST_CASE("EMA: the average follows a = 2^(-1/half_life) over the trajectory; evaluation and the end use it") {
+  const auto train = blobs(96, 1);
+  const auto test = blobs(30, 2);
+  for (const bool replace : {false, true}) {
+    CAPTURE(replace);
+    data::Loader loader(train, {.batch_size = 16, .seed = 1});
+    Net net;
+    net.reset_parameters(1);
+    Trainer t{net, optim::SGD{{.lr = 0.1f, .momentum = 0.9f}}, nn::SoftmaxCrossEntropy{},
+              methods::EMA{{.half_life = Duration(3, Unit::batch), .update_every = 2, .replace_at_end = replace}},
+              WeightLog{}};
+    (void)t.fit(loader, &test, {.max_duration = 2_ep, .progress = ProgressMode::never});
+    const auto& log = t.method<WeightLog>().w;
+    REQUIRE(log.size() == 12);
+    // Updates after steps 2, 4, ..., 12 (Time.batch + 1 a multiple of 2); the first copies.
+    const float a = std::exp2(-2.f / 3.f);
+    B::matrix expect = log[1];
+    for (std::size_t s = 3; s < 12; s += 2) expect = a * expect + (1.f - a) * log[s];
+    const auto& avg = t.method<methods::EMA>().averaged().front();
+    CHECK((avg - expect).cwiseAbs().maxCoeff() < 1e-6f);
+    // fit() ends with the averaged weights when asked, else with the raw last ones.
+    CHECK(first_weight(net) == (replace ? avg : log.back()));
+    // Evaluation swaps the average in and back out.
+    if (!replace) {
+      const double raw = evaluate_accuracy(net, test);
+      double during = -1;
+      B::matrix seen;
+      EvalContext<Net> ectx{net, t.time()};
+      t.method<methods::EMA>().on_eval_begin(ectx);
+      seen = first_weight(net);
+      during = evaluate_accuracy(net, test);
+      t.method<methods::EMA>().on_eval_end(ectx);
+      CHECK(seen == avg);
+      CHECK(first_weight(net) == log.back());
+      CHECK(t.evaluate(test) == during);
+      CHECK(evaluate_accuracy(net, test) == raw);
+    }
+  }
+  CHECK_THROWS_WITH_AS(methods::EMA({.half_life = Duration(0, Unit::batch)}),
+                       doctest::Contains("half_life must be a positive duration in ba or ep"), config_error);
+  CHECK_THROWS_WITH_AS(methods::EMA({.update_every = 0}), doctest::Contains("update_every must be >= 1"),
+                       config_error);
+  CHECK(methods::EMA({.half_life = Duration(2, Unit::epoch)}).smoothing(5) == doctest::Approx(std::exp2(-0.1)));
+}
