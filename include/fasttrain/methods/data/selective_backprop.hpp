@@ -69,16 +69,13 @@ void sample_losses(const typename B::matrix& Z, const typename B::labels& y, Sam
     throw shape_error(fasttrain::detail::cat("fasttrain::methods::SelectiveBackprop: label ", y[static_cast<std::size_t>(j)],
                                              " of sample ", j, " is out of range [0, ", k, ")"));
   out.resize(static_cast<std::size_t>(n));
+  typename B::matrix p, lse;
+  if (kind == SampleLoss::cross_entropy) B::softmax_columns(Z, p, &lse);  // lse: log sum exp, max-shifted
   for (typename B::index j = 0; j < n; ++j) {
     const auto label = y[static_cast<std::size_t>(j)];
-    if (kind == SampleLoss::cross_entropy) {
-      const float mx = Z.col(j).maxCoeff();
-      const float lse = mx + std::log((Z.col(j).array() - mx).exp().sum());
-      out[static_cast<std::size_t>(j)] = lse - Z(label, j);
-    } else {
-      float s = Z.col(j).squaredNorm() - 2.f * Z(label, j) + 1.f;  // ||z - e_y||^2
-      out[static_cast<std::size_t>(j)] = s / static_cast<float>(k);
-    }
+    out[static_cast<std::size_t>(j)] = kind == SampleLoss::cross_entropy
+                                           ? lse(0, j) - Z(label, j)
+                                           : (Z.col(j).squaredNorm() - 2.f * Z(label, j) + 1.f) / static_cast<float>(k);  // ||z - e_y||^2 / k
   }
 }
 }  // namespace detail
