@@ -197,6 +197,40 @@ TEST_CASE("Residual: identity and projection shortcuts, gradients match") {
   check_layer(down, random_image(2, 6, 6, 2, 15));
 }
 
+TEST_CASE("Residual: a skipped body passes the shortcut and gets zero gradients; a scaled body's gradients match") {
+  using Body = nn::Sequential<nn::Conv2d<2, 2, 3, 1, 1>, nn::Tanh, nn::Conv2d<2, 2, 3, 1, 1>>;
+  nn::Residual<Body> block;
+  Rng rng(5);
+  block.reset_parameters(rng);
+  Tensor x = random_image(2, 5, 4, 2, 17), y, by, dy = random_image(2, 5, 4, 2, 18), dx;
+  block.body().forward(x, by, nn::Mode::train);
+
+  block.set_body(false);
+  block.forward(x, y, nn::Mode::train);
+  CHECK(y.data == x.data);  // identity shortcut only
+  block.backward(x, y, dy, &dx);
+  CHECK(dx.data == dy.data);
+  block.body().for_each_parameter([](auto&, auto& g) { CHECK(g.cwiseAbs().maxCoeff() == 0.f); });
+  block.forward(x, y, nn::Mode::eval);  // evaluation always runs the whole block
+  CHECK((y.data - by.data - x.data).cwiseAbs().maxCoeff() < 1e-6f);
+
+  block.set_body(true, 1.25f);
+  block.forward(x, y, nn::Mode::train);
+  CHECK((y.data - 1.25f * by.data - x.data).cwiseAbs().maxCoeff() < 1e-5f);
+  check_layer(block, x);
+
+  using Down = nn::Residual<nn::Sequential<nn::Conv2d<2, 3, 3, 2, 1>, nn::GELU, nn::Conv2d<3, 3, 3, 1, 1>>,
+                            nn::Conv2d<2, 3, 1, 2, 0>>;
+  Down down;
+  down.reset_parameters(rng);
+  Tensor x2 = random_image(2, 6, 6, 2, 19), sc;
+  down.set_body(false);
+  down.forward(x2, y, nn::Mode::train);
+  down.shortcut().forward(x2, sc, nn::Mode::train);
+  CHECK(y.data == sc.data);  // the projection alone
+  check_layer(down, x2);     // shortcut gradients exact, body gradients zero
+}
+
 TEST_CASE("a small CNN: static channel checks and a whole-network gradient check") {
   using Net = nn::Sequential<nn::Conv2d<1, 4, 3, 1, 1>, nn::BatchNorm2d<4>, nn::ReLU, nn::MaxPool2d<2>,
                              nn::Conv2d<4, 6, 3, 1, 1>, nn::Tanh, nn::GlobalAvgPool, nn::Linear<6, 3>>;

@@ -473,3 +473,98 @@ TEST_CASE("EMA: the average follows a = 2^(-1/half_life) over the trajectory; ev
                        config_error);
   CHECK(methods::EMA({.half_life = Duration(2, Unit::epoch)}).smoothing(5) == doctest::Approx(std::exp2(-0.1)));
 }
+
+namespace {
+// Three residual blocks on 8 features; rates 0.2, 0.4, 0.6 under drop_rate 0.6, linear.
+using ResBlock = nn::Residual<nn::Sequential<nn::Linear<8, 8>, nn::ReLU, nn::Linear<8, 8>>>;
+using ResNet3 = nn::Sequential<nn::Linear<4, 8>, ResBlock, ResBlock, ResBlock, nn::Linear<8, 3>>;
+
+// Records, at before_forward, which residual blocks run in this step and their scales.
+struct BlockLog {
+  static constexpr taxonomy tag{component::model, action::retrofit};
+  using events = fasttrain::events<event::before_forward>;
+  std::vector<std::vector<float>> scale;  // per step, per block: 0 dropped, else the body's scale
+  template <class Ctx>
+  void on_before_forward(Ctx& ctx) {
+    std::vector<float> s;
+    nn::visit_layers(ctx.model, [&](auto& l) {
+      if constexpr (requires { l.body_active(); }) s.push_back(l.body_active() ? l.body_scale() : 0.f);
+    });
+    scale.push_back(s);
+  }
+};
+// Whether ResNet3's first block ran in each step, and whether the step changed its body.
+struct FirstBodyLog {
+  static constexpr taxonomy tag{component::model, action::retrofit};
+  using events = fasttrain::events<event::before_forward, event::after_step>;
+  std::vector<bool> active, changed;
+  B::matrix w;
+  template <class Ctx>
+  void on_before_forward(Ctx& ctx) {
+    active.push_back(ctx.model.template layer<1>().body_active());
+    w = ctx.model.template layer<1>().body().template layer<0>().weight;
+  }
+  template <class Ctx>
+  void on_after_step(Ctx& ctx) {
+    changed.push_back(!(ctx.model.template layer<1>().body().template layer<0>().weight == w));
+  }
+};
+}  // namespace
+
+TEST_CASE("StochasticDepth: block l of L is dropped with probability drop_rate*l/L, kept ones scaled by 1/(1-p)") {
+  const auto train = blobs(480, 3);
+  data::Loader loader(train, {.batch_size = 8, .seed = 2});
+  ResNet3 net;
+  net.reset_parameters(3);
+  Trainer t{net, optim::SGD{{.lr = 1e-3f}}, nn::SoftmaxCrossEntropy{},
+            methods::StochasticDepth{{.drop_rate = 0.6f, .seed = 7}}, BlockLog{}};
+  (void)t.fit(loader, nullptr, quiet(10_ep));
+  const auto& log = t.method<BlockLog>().scale;
+  REQUIRE(log.size() == 600);
+  CHECK(t.method<methods::StochasticDepth>().blocks() == 3);
+  const double p[3] = {0.2, 0.4, 0.6};
+  for (std::size_t b = 0; b < 3; ++b) {
+    CAPTURE(b);
+    int kept = 0;
+    for (const auto& s : log) {
+      REQUIRE(s.size() == 3);
+      if (s[b] == 0.f) continue;
+      ++kept;
+      CHECK(s[b] == doctest::Approx(1.0 / (1.0 - p[b])));
+    }
+    // 600 draws: the standard deviation of the kept fraction is at most 0.02.
+    CHECK(kept / 600.0 == doctest::Approx(1.0 - p[b]).epsilon(0).scale(0).epsilon(0.07 / (1.0 - p[b])));
+  }
+  // fit() leaves every block plain, so evaluation and later use see the whole network.
+  nn::visit_layers(net, [](auto& l) {
+    if constexpr (requires { l.body_active(); }) CHECK((l.body_active() && l.body_scale() == 1.f));
+  });
+
+  // A step that drops the first block leaves its body's weights unchanged (zero gradient, no
+  // momentum or decay); a step that keeps it changes them.
+  ResNet3 net2;
+  net2.reset_parameters(3);
+  Trainer t2{net2, optim::SGD{{.lr = 1e-3f}}, nn::SoftmaxCrossEntropy{},
+             methods::StochasticDepth{{.drop_rate = 0.5f, .distribution = methods::DropDistribution::uniform,
+                                       .warmup = Duration(2, Unit::batch), .seed = 1}},
+             FirstBodyLog{}};
+  (void)t2.fit(loader, nullptr, quiet(Duration(60, Unit::batch)));
+  const auto& fb = t2.method<FirstBodyLog>();
+  REQUIRE(fb.active.size() == 60);
+  CHECK((fb.active[0] && fb.changed[0]));  // warmup: the first step's rate is 0
+  int dropped = 0;
+  for (std::size_t k = 0; k < 60; ++k) {
+    CAPTURE(k);
+    CHECK(fb.changed[k] == fb.active[k]);
+    dropped += !fb.active[k];
+  }
+  CHECK(dropped > 15);
+
+  // A model without residual blocks is a clear error.
+  Net flat;
+  Trainer t3{flat, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}, methods::StochasticDepth{}};
+  CHECK_THROWS_WITH_AS((void)t3.fit(loader, nullptr, quiet(1_ep)), doctest::Contains("no nn::Residual block"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(methods::StochasticDepth({.drop_rate = 1.f}), doctest::Contains("drop_rate must be in [0, 1)"),
+                       config_error);
+}

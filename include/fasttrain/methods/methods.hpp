@@ -11,6 +11,7 @@
 #include "fasttrain/methods/data/rand_augment.hpp"
 #include "fasttrain/methods/data/scoring.hpp"
 #include "fasttrain/methods/data/selective_backprop.hpp"
+#include "fasttrain/methods/model/stochastic_depth.hpp"
 #include "fasttrain/methods/optim/ema.hpp"
 #include "fasttrain/methods/optim/gradient_clipping.hpp"
 #include "fasttrain/methods/optim/label_smoothing.hpp"

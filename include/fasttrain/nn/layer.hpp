@@ -20,6 +20,8 @@
 //                                                 // checkpoints (io/archive.hpp); absent = none
 //   template <class B2> using rebind = ...;       // the same layer on another backend
 //   static constexpr bool has_parameters;         // false lets Sequential skip its backward
+//   template <class F> void for_each_child(F&& f); // containers only (Sequential, Residual):
+//                                                 // f(layer) for each directly nested layer
 //
 // `nn::Sequential` checks at compile time that static feature sizes of consecutive
 // layers fit, and owns the activation buffers so a training step allocates nothing
@@ -67,6 +69,16 @@ constexpr std::int64_t out_channels_of() {
   else return any;
 }
 }  // namespace detail
+
+/// Calls f(l) for `layer` itself and then, depth first in forward order, for every layer
+/// nested in it (through containers' for_each_child). Methods use it to find the layers
+/// they act on: `visit_layers(model, [](auto& l) { if constexpr (requires { l.running_mean; }) ... })`.
+template <class L, class F>
+void visit_layers(L& layer, F&& f) {
+  f(layer);
+  if constexpr (requires { layer.for_each_child([](auto&) {}); })
+    layer.for_each_child([&](auto& child) { visit_layers(child, f); });
+}
 
 /// Layers whose parameters are `weight` and `bias` (with `weight_grad`, `bias_grad`)
 /// inherit the parameter visiting and naming from here (CRTP).

@@ -8,6 +8,11 @@
 //
 // The shortcut defaults to the identity, which requires the body to keep the channel
 // count (checked at compile time) and the shape (checked at run time).
+//
+// Stochastic depth (methods::StochasticDepth) acts through set_body(): for the next
+// training-mode forward and its backward, the body is either skipped (y = Shortcut(x); the
+// body costs nothing and its gradients are zero) or its output is scaled. Evaluation-mode
+// forwards always run the whole block unscaled.
 #pragma once
 
 #include <string>
@@ -71,16 +76,46 @@ class Residual {
     return a;
   }
 
+  /// For training-mode passes from now on: `active` false skips the body (y = Shortcut(x)),
+  /// true adds `scale` * Body(x). set_body(true, 1) restores the plain block.
+  void set_body(bool active, float scale = 1.f) {
+    body_active_ = active;
+    body_scale_ = scale;
+  }
+  bool body_active() const { return body_active_; }
+  float body_scale() const { return body_scale_; }
+
   void forward(const tensor& x, tensor& y, Mode mode) {
+    train_skip_ = mode == Mode::train && !body_active_;
+    train_scale_ = mode == Mode::train ? body_scale_ : 1.f;
+    if (train_skip_) {
+      shortcut_.forward(x, y, mode);
+      if (!(y.shape == body_.output_shape(x.shape)))
+        throw shape_error(name() + ": body gives " + body_.output_shape(x.shape).str() + " but the shortcut gives " +
+                          y.shape.str());
+      return;
+    }
     body_.forward(x, y, mode);
     shortcut_.forward(x, short_out_, mode);
     if (!(y.shape == short_out_.shape))
       throw shape_error(name() + ": body gives " + y.shape.str() + " but the shortcut gives " + short_out_.shape.str());
+    if (train_scale_ != 1.f) y.data *= train_scale_;
     y.data += short_out_.data;
   }
 
   void backward(const tensor& x, const tensor& y, const tensor& dy, tensor* dx) {
-    body_.backward(x, y, dy, dx ? &dbody_ : nullptr);
+    if (train_skip_) {  // the body did not run: its gradients are zero, dx is the shortcut's
+      body_.for_each_parameter([](auto&, auto& g) { g.setZero(); });
+      shortcut_.backward(x, y, dy, dx);
+      return;
+    }
+    const tensor* dbody_in = &dy;
+    if (train_scale_ != 1.f) {
+      scaled_dy_.shape = dy.shape;
+      scaled_dy_.data = train_scale_ * dy.data;
+      dbody_in = &scaled_dy_;
+    }
+    body_.backward(x, y, *dbody_in, dx ? &dbody_ : nullptr);
     if (!dx) {
       shortcut_.backward(x, short_out_, dy, nullptr);
       return;
@@ -93,6 +128,11 @@ class Residual {
   void for_each_parameter(F&& f) {
     body_.for_each_parameter(f);
     shortcut_.for_each_parameter(f);
+  }
+  template <class F>
+  void for_each_child(F&& f) {
+    f(body_);
+    f(shortcut_);
   }
   void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
     body_.parameter_names(out, prefix + "body.");
@@ -116,7 +156,9 @@ class Residual {
  private:
   Body body_;
   Shortcut shortcut_;
-  tensor short_out_, dbody_;
+  tensor short_out_, dbody_, scaled_dy_;
+  bool body_active_ = true, train_skip_ = false;
+  float body_scale_ = 1.f, train_scale_ = 1.f;
 };
 
 }  // namespace fasttrain::nn

@@ -162,6 +162,11 @@ class Sequential {
   void for_each_parameter(F&& f) {
     std::apply([&](auto&... l) { (l.for_each_parameter(f), ...); }, layers_);
   }
+  /// f(layer) for each layer, in order (nn::visit_layers recurses through it).
+  template <class F>
+  void for_each_child(F&& f) {
+    std::apply([&](auto&... l) { (f(l), ...); }, layers_);
+  }
   void parameter_names(std::vector<std::string>& out, const std::string& prefix) const {
     std::size_t i = 0;
     std::apply([&](const auto&... l) { ((l.parameter_names(out, prefix + std::to_string(i++) + "."), ...)); },
