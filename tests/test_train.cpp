@@ -568,3 +568,89 @@ TEST_CASE("StochasticDepth: block l of L is dropped with probability drop_rate*l
   CHECK_THROWS_WITH_AS(methods::StochasticDepth({.drop_rate = 1.f}), doctest::Contains("drop_rate must be in [0, 1)"),
                        config_error);
 }
+
+namespace {
+// Records the gradient after backward (before SAM) and the one the optimizer gets (after SAM),
+// with the weights and the batch, for steps 0..n.
+struct SamProbe {
+  static constexpr taxonomy tag{component::optimization, action::retrofit};
+  using events = fasttrain::events<event::after_backward, event::before_step>;
+  using runs_after = type_list<methods::SAM>;
+  struct Step {
+    std::vector<B::matrix> w, g, g_final;
+    B::matrix x;
+    B::labels y;
+  };
+  std::vector<Step> steps;
+  template <class Ctx>
+  void on_after_backward(Ctx& ctx) {
+    Step s;
+    ctx.model.for_each_parameter([&](auto& w, auto& g) {
+      s.w.push_back(w);
+      s.g.push_back(g);
+    });
+    s.x = ctx.batch.inputs.data;
+    s.y = ctx.batch.labels;
+    steps.push_back(std::move(s));
+  }
+  template <class Ctx>
+  void on_before_step(Ctx& ctx) {
+    std::size_t i = 0;
+    ctx.model.for_each_parameter([&](auto& w, auto& g) {
+      CHECK(w == steps.back().w[i++]);  // SAM leaves the weights exactly as they were
+      steps.back().g_final.push_back(g);
+    });
+  }
+};
+}  // namespace
+
+TEST_CASE("SAM: the step uses the gradient at w + rho g/||g||, every interval-th step; w is unchanged") {
+  const auto train = blobs(96, 4);
+  data::Loader loader(train, {.batch_size = 16, .seed = 3});
+  Net net;
+  net.reset_parameters(4);
+  const float rho = 0.5f;
+  Trainer t{net, optim::SGD{{.lr = 0.1f, .momentum = 0.9f}}, nn::SoftmaxCrossEntropy{}, SamProbe{},
+            methods::SAM{{.rho = rho, .interval = 3}}};
+  (void)t.fit(loader, nullptr, quiet(1_ep));
+  const auto& steps = t.method<SamProbe>().steps;
+  REQUIRE(steps.size() == 6);
+  CHECK(t.method<methods::SAM>().sam_steps() == 2);
+  for (std::size_t k = 0; k < steps.size(); ++k) {
+    CAPTURE(k);
+    const auto& s = steps[k];
+    if (k % 3 != 0) {  // plain steps: the gradient is untouched
+      for (std::size_t i = 0; i < s.g.size(); ++i) CHECK(s.g_final[i] == s.g[i]);
+      continue;
+    }
+    // Independently: a copy of the network at w + rho g/||g||, one forward and backward.
+    double sq = 0;
+    for (const auto& g : s.g) sq += g.squaredNorm();
+    Net probe;
+    std::size_t i = 0;
+    probe.for_each_parameter([&](auto& w, auto&) {
+      w = s.w[i] + static_cast<float>(rho / std::sqrt(sq)) * s.g[i];
+      ++i;
+    });
+    B::tensor x;
+    x.shape = Shape(4);
+    x.data = s.x;
+    nn::SoftmaxCrossEntropy loss;
+    const auto& out = probe.forward(x, nn::Mode::train);
+    (void)loss.forward(out, nn::Targets<B>{&s.y, nullptr});
+    B::tensor dout;
+    loss.backward(dout);
+    probe.backward(dout);
+    i = 0;
+    double diff = 0, base = 0;
+    probe.for_each_parameter([&](auto&, auto& g) {
+      diff += (g - s.g_final[i]).squaredNorm();
+      base += (s.g[i] - s.g_final[i]).squaredNorm();
+      ++i;
+    });
+    CHECK(std::sqrt(diff) < 1e-5);  // the SAM gradient ...
+    CHECK(std::sqrt(base) > 1e-2);  // ... which differs clearly from the plain one
+  }
+  CHECK_THROWS_WITH_AS(methods::SAM({.rho = 0.f}), doctest::Contains("rho must be positive"), config_error);
+  CHECK_THROWS_WITH_AS(methods::SAM({.interval = 0}), doctest::Contains("interval must be >= 1"), config_error);
+}

@@ -15,3 +15,4 @@
 #include "fasttrain/methods/optim/ema.hpp"
 #include "fasttrain/methods/optim/gradient_clipping.hpp"
 #include "fasttrain/methods/optim/label_smoothing.hpp"
+#include "fasttrain/methods/optim/sam.hpp"

@@ -16,7 +16,8 @@
 //   before_backward                         BackwardContext  dL/d(outputs) before it is backpropagated
 //   after_backward                          BackwardContext  parameter gradients (through model)
 //   before_step, after_step                 StepContext      parameters and final gradients, the
-//                                                            optimizer, this step's LR multiplier
+//                                                            optimizer, this step's LR multiplier;
+//                                                            at before_step also `recompute`
 //   eval_begin, eval_end                    EvalContext      model; eval_end also the accuracy
 //
 // Every context carries `time` (read-only).
@@ -153,12 +154,29 @@ struct BackwardContext {
   const Time& time;
 };
 
+/// Given to before_step hooks: evaluates this step's loss and gradients again, at the
+/// model's current weights (SAM evaluates them at perturbed weights). It runs the forward
+/// pass (training mode), the loss and the backward pass on the step's batch and targets as
+/// the methods left them; the hooks between batch_begin and after_backward do not run again.
+/// Every parameter gradient is overwritten; returns the loss.
+class GradientRecompute {
+ public:
+  using fn = float (*)(void* trainer);
+  GradientRecompute(fn f, void* trainer) : fn_(f), trainer_(trainer) {}
+  float operator()() const { return fn_(trainer_); }
+
+ private:
+  fn fn_;
+  void* trainer_;
+};
+
 template <class Model, class Optimizer>
 struct StepContext {
   Model& model;
   Optimizer& optimizer;
   float& lr_multiplier;  ///< the schedule's value for this step; methods may scale it
   const Time& time;
+  const GradientRecompute* recompute = nullptr;  ///< set at before_step only
 };
 
 template <class Model>

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -654,8 +655,14 @@ class Trainer {
     emit<event::after_backward>(bw);
 
     float lr_multiplier = sched(time_) * lr_scale_;
-    step_context sctx{model_, optimizer_, lr_multiplier, time_};
+    step_batch_ = &batch;
+    step_targets_ = &targets;
+    const GradientRecompute recompute(&Trainer::recompute_thunk, this);
+    step_context sctx{model_, optimizer_, lr_multiplier, time_, &recompute};
     emit<event::before_step>(sctx);
+    sctx.recompute = nullptr;
+    step_batch_ = nullptr;
+    step_targets_ = nullptr;
     if (check_finite) check_gradients(loss_value);
     optimizer_.step(model_, lr_multiplier);
     emit<event::after_step>(sctx);
@@ -690,6 +697,19 @@ class Trainer {
       ++i;
     });
     return found;
+  }
+
+  // GradientRecompute for before_step hooks: forward, loss and backward again on this
+  // step's batch and targets.
+  static float recompute_thunk(void* self) { return static_cast<Trainer*>(self)->recompute_gradients(); }
+  float recompute_gradients() {
+    if (!step_batch_ || !step_targets_)
+      throw std::logic_error("fasttrain::GradientRecompute: only a before_step hook may recompute the gradients");
+    const tensor& out = model_.forward(step_batch_->inputs, nn::Mode::train);
+    const float loss_value = loss_.forward(out, *step_targets_);
+    loss_.backward(grad_out_);
+    model_.backward(grad_out_);
+    return loss_value;
   }
 
   [[noreturn]] void diverged(float loss_value, const batch_type& batch) {
@@ -736,6 +756,8 @@ class Trainer {
   std::vector<std::int64_t> epoch_order_;  // set by an epoch_begin hook; empty: the source's order
   bool repeat_batch_ = false;              // set by a batch_end hook: train on batch_ again
   std::optional<DataControl> data_;
+  const batch_type* step_batch_ = nullptr;           // during before_step: for GradientRecompute
+  const nn::Targets<backend>* step_targets_ = nullptr;
 
   template <class E, class Ctx>
   void emit(Ctx& ctx) {
