@@ -654,3 +654,60 @@ TEST_CASE("SAM: the step uses the gradient at w + rho g/||g||, every interval-th
   CHECK_THROWS_WITH_AS(methods::SAM({.rho = 0.f}), doctest::Contains("rho must be positive"), config_error);
   CHECK_THROWS_WITH_AS(methods::SAM({.interval = 0}), doctest::Contains("interval must be >= 1"), config_error);
 }
+
+TEST_CASE("SWA: equal-weight average of the weights at each update in [start, end), taken by the model at end") {
+  const auto train = blobs(96, 5);
+  data::Loader loader(train, {.batch_size = 16, .seed = 4});
+  Net net;
+  net.reset_parameters(5);
+  // 6 steps per epoch, 3 epochs: updates after steps 6, 8, 10 (start 5 ba: steps done >= 5, every
+  // 2 ba), end at 11 steps done: the model takes the average there, step 12 trains on from it.
+  Trainer t{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{},
+            methods::SWA{{.start = Duration(5, Unit::batch), .end = Duration(11, Unit::batch),
+                          .update_every = Duration(2, Unit::batch)}},
+            WeightLog{}};
+  (void)t.fit(loader, nullptr, quiet(2_ep));
+  const auto& log = t.method<WeightLog>().w;  // first weight after each step
+  REQUIRE(log.size() == 12);
+  const auto& swa = t.method<methods::SWA>();
+  CHECK(swa.count() == 3);
+  CHECK(swa.applied());
+  const B::matrix expect = (log[5] + log[7] + log[9]) / 3.f;
+  CHECK((swa.averaged().front() - expect).cwiseAbs().maxCoeff() < 1e-6f);
+  // A run that stops at `end` ends with exactly the average in the model.
+  (void)t.fit(loader, nullptr, quiet(Duration(11, Unit::batch)));
+  CHECK(t.method<methods::SWA>().count() == 3);
+  CHECK(first_weight(net) == t.method<methods::SWA>().averaged().front());
+  CHECK_THROWS_WITH_AS(methods::SWA({.start = 0.5_dur, .end = 0.5_dur}), doctest::Contains("must come after start"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(methods::SWA({.update_every = Duration(0.5, Unit::epoch)}),
+                       doctest::Contains("update_every must be a whole number"), config_error);
+  CHECK_THROWS_WITH_AS(methods::SWA({.start = 0.5_dur, .end = Duration(3, Unit::epoch)}),
+                       doctest::Contains("end must be in the unit of start"), config_error);
+}
+
+TEST_CASE("SWA: BatchNorm statistics are recomputed for the averaged weights from the training set") {
+  using BNNet = nn::Sequential<nn::Linear<4, 8>, nn::BatchNorm2d<8>, nn::ReLU, nn::Linear<8, 3>>;
+  const auto train = blobs(96, 6);
+  data::Loader loader(train, {.batch_size = 16, .seed = 4});
+  BNNet net;
+  net.reset_parameters(6);
+  Trainer t{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{},
+            methods::SWA{{.start = 0.5_dur, .end = 1.0_dur, .update_every = Duration(1, Unit::batch), .bn_chunk = 32}}};
+  (void)t.fit(loader, nullptr, quiet(2_ep));  // end = the whole budget: the swap happens at fit_end
+  REQUIRE(t.method<methods::SWA>().applied());
+  // Independently: the averaged first layer's outputs on the training set, in chunks of 32;
+  // the statistics are the chunks' means and unbiased variances, averaged.
+  const auto& lin = net.layer<0>();
+  const B::matrix z = (lin.weight * train.features).colwise() + lin.bias.col(0);
+  B::matrix mean = B::matrix::Zero(8, 1), var = B::matrix::Zero(8, 1);
+  for (int c = 0; c < 3; ++c) {
+    const B::matrix zc = z.middleCols(32 * c, 32);
+    const B::matrix m = zc.rowwise().mean();
+    mean += m / 3.f;
+    var += ((zc.colwise() - m.col(0)).array().square().rowwise().sum() / 31.f).matrix() / 3.f;
+  }
+  CHECK((net.layer<1>().running_mean - mean).cwiseAbs().maxCoeff() < 1e-4f);
+  CHECK((net.layer<1>().running_var - var).cwiseAbs().maxCoeff() < 1e-3f * var.maxCoeff());
+  CHECK(net.layer<1>().momentum() == 0.1f);  // restored after the pass
+}

@@ -16,3 +16,4 @@
 #include "fasttrain/methods/optim/gradient_clipping.hpp"
 #include "fasttrain/methods/optim/label_smoothing.hpp"
 #include "fasttrain/methods/optim/sam.hpp"
+#include "fasttrain/methods/optim/swa.hpp"

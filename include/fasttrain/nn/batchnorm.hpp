@@ -48,6 +48,13 @@ class BatchNorm2d : public weight_and_bias<BatchNorm2d<C, B>> {
   }
 
   static std::string name() { return "BatchNorm2d<" + std::to_string(C) + ">"; }
+  float momentum() const { return momentum_; }
+  /// The running statistics' update factor from now on (SWA's statistics pass sets 1).
+  void set_momentum(float momentum) {
+    fasttrain::detail::require(momentum > 0.f && momentum <= 1.f,
+                               "fasttrain::nn::BatchNorm2d: momentum must be in (0, 1], got ", momentum);
+    momentum_ = momentum;
+  }
   Shape output_shape(const Shape& in) const {
     if (in[0] != C || in.size() % C != 0)
       throw shape_error(name() + ": expects " + std::to_string(C) + " channels, got shape " + in.str());
