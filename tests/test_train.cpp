@@ -711,3 +711,77 @@ TEST_CASE("SWA: BatchNorm statistics are recomputed for the averaged weights fro
   CHECK((net.layer<1>().running_var - var).cwiseAbs().maxCoeff() < 1e-3f * var.maxCoeff());
   CHECK(net.layer<1>().momentum() == 0.1f);  // restored after the pass
 }
+
+TEST_CASE("Sequential::freeze_prefix: the frozen layers get no backward pass, the others the same gradients") {
+  using Deep = nn::Sequential<nn::Linear<4, 8>, nn::ReLU, nn::Linear<8, 8>, nn::ReLU, nn::Linear<8, 3>>;
+  Deep net;
+  net.reset_parameters(8);
+  const auto ds = blobs(10, 8);
+  B::tensor x;
+  x.shape = Shape(4);
+  x.data = ds.features;
+  B::tensor dy;
+  dy.resize(Shape(3), 10);
+  dy.data.setOnes();
+  (void)net.forward(x, nn::Mode::train);
+  net.backward(dy);
+  const B::matrix g2 = net.layer<2>().weight_grad, g4 = net.layer<4>().weight_grad;
+  net.layer<0>().weight_grad.setConstant(7.f);
+  net.freeze_prefix(2);  // Linear<4,8> and its ReLU
+  (void)net.forward(x, nn::Mode::train);
+  net.backward(dy);
+  CHECK(net.layer<0>().weight_grad == B::matrix::Constant(8, 4, 7.f));  // not touched
+  CHECK(net.layer<2>().weight_grad == g2);
+  CHECK(net.layer<4>().weight_grad == g4);
+  CHECK_THROWS_AS(net.freeze_prefix(6), std::out_of_range);
+}
+
+namespace {
+// Layer 2's weight and the frozen prefix after each step.
+struct FreezeProbe {
+  static constexpr taxonomy tag{component::none, action::retrofit};
+  using events = fasttrain::events<event::after_step>;
+  std::vector<B::matrix> w2;
+  std::vector<std::size_t> prefix;
+  template <class Ctx>
+  void on_after_step(Ctx& ctx) {
+    w2.push_back(ctx.model.template layer<2>().weight);
+    prefix.push_back(ctx.model.frozen_prefix());
+  }
+};
+}  // namespace
+
+TEST_CASE("LayerFreezing: the first floor(f P) parameterised layers freeze at epoch ends; their weights stay put") {
+  using Deep = nn::Sequential<nn::Linear<4, 8>, nn::ReLU, nn::Linear<8, 8>, nn::ReLU, nn::Linear<8, 3>>;
+  methods::LayerFreezing lf{{.start = 0.25, .level = 1.0}};
+  // f = (t - 0.25) / 0.75 of P = 3 layers.
+  CHECK(lf.frozen_at(0.2, 3) == 0);
+  CHECK(lf.frozen_at(0.5, 3) == 1);   // f = 1/3
+  CHECK(lf.frozen_at(0.75, 3) == 2);  // f = 2/3
+  CHECK(lf.frozen_at(0.74, 3) == 1);
+  CHECK(lf.frozen_at(1.0, 3) == 3);
+  CHECK(methods::LayerFreezing({.start = 0.5, .level = 0.5}).frozen_at(1.0, 4) == 2);
+
+  const auto train = blobs(96, 9);
+  data::Loader loader(train, {.batch_size = 16, .seed = 9});
+  Deep net;
+  net.reset_parameters(9);
+  // 4 epochs: after epoch 2 (t = 0.5) one layer is frozen, after epoch 3 (t = 0.75) two.
+  Trainer t2{net, optim::SGD{{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-3f}}, nn::SoftmaxCrossEntropy{},
+             methods::LayerFreezing{{.start = 0.25}}, WeightLog{}, FreezeProbe{}};
+  (void)t2.fit(loader, nullptr, quiet(4_ep));
+  const auto& w0 = t2.method<WeightLog>().w;  // layer 0's weight after each step
+  const auto& probe = t2.method<FreezeProbe>();
+  REQUIRE(w0.size() == 24);
+  // Steps 1-12 train everything; from step 13 (epoch 3) layer 0 is frozen, from step 19 layer 2.
+  for (std::size_t s = 1; s < 12; ++s) CHECK(!(w0[s] == w0[s - 1]));
+  for (std::size_t s = 12; s < 24; ++s) CHECK(w0[s] == w0[11]);
+  for (std::size_t s = 13; s < 18; ++s) CHECK(!(probe.w2[s] == probe.w2[s - 1]));
+  for (std::size_t s = 18; s < 24; ++s) CHECK(probe.w2[s] == probe.w2[17]);
+  CHECK(probe.prefix[11] == 0);
+  CHECK(probe.prefix[12] == 1);
+  CHECK(probe.prefix[18] == 3);
+  CHECK(net.frozen_prefix() == 0);  // fit() ends with everything unfrozen
+  CHECK_THROWS_WITH_AS(methods::LayerFreezing({.start = 1.0}), doctest::Contains("start must be in [0, 1)"),
+                       config_error);
+}

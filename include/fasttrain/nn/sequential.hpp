@@ -137,9 +137,23 @@ class Sequential {
     return outputs_[N - 1];
   }
 
+  /// Layers [0, k) get no backward pass from backward(dy) from now on: their parameter
+  /// gradients are left as they are (zero them if the optimizer steps them; see
+  /// methods::LayerFreezing), and backpropagation stops at layer k. 0 unfreezes all.
+  void freeze_prefix(std::size_t k) {
+    if (k > N)
+      throw std::out_of_range(name() + "::freeze_prefix: " + std::to_string(k) + " layers, but the network has " +
+                              std::to_string(N));
+    frozen_ = k;
+  }
+  std::size_t frozen_prefix() const { return frozen_; }
+  /// Whether layer i has parameters (in the order of the layers).
+  static constexpr bool layer_has_parameters(std::size_t i) { return chain::params[i]; }
+
   /// Backpropagates dL/d(output) of the last training-mode forward(); writes every
-  /// parameter gradient. Gradients are propagated only as far back as the first layer
-  /// with parameters: nothing before it, and not to the network's input, is computed.
+  /// parameter gradient (but those of a frozen prefix). Gradients are propagated only as
+  /// far back as the first layer with parameters (and not frozen): nothing before it, and
+  /// not to the network's input, is computed.
   void backward(const tensor& dy) {
     if (!input_)
       throw std::logic_error(name() + "::backward: no training-mode forward() to backpropagate through");
@@ -148,6 +162,7 @@ class Sequential {
       throw shape_error(name() + "::backward: gradient is " + std::to_string(dy.data.rows()) + "x" +
                         std::to_string(dy.data.cols()) + ", the last output is " + std::to_string(y.data.rows()) +
                         "x" + std::to_string(y.data.cols()));
+    if (frozen_ >= N) return;
     backward_step<N - 1>(*input_, dy, nullptr);
   }
 
@@ -225,21 +240,30 @@ class Sequential {
   // grads_[i] holds dL/d(outputs_[i]); layer I reads dL/d(its output) and writes dL/d(its
   // input) only when someone needs it: a layer with parameters before it, or the caller
   // (dx != nullptr, when this network is nested in another).
+  // A frozen prefix (frozen_ > 0, only when no input gradient is asked for) ends the pass
+  // at layer frozen_.
   template <std::size_t I>
   void backward_step(const tensor& x, const tensor& dy, tensor* dx) {
     if constexpr (I == 0) {
       std::get<0>(layers_).backward(x, outputs_[0], dy, dx);
     } else {
-      const bool more = chain::params_before(I) || dx != nullptr;
+      const bool more = dx != nullptr || (chain::params_before(I) && params_from(frozen_, I));
       std::get<I>(layers_).backward(outputs_[I - 1], outputs_[I], dy, more ? &grads_[I - 1] : nullptr);
       if (more) backward_step<I - 1>(x, grads_[I - 1], dx);
     }
+  }
+  // Does a layer in [first, end) have parameters?
+  static constexpr bool params_from(std::size_t first, std::size_t end) {
+    for (std::size_t j = first; j < end; ++j)
+      if (chain::params[j]) return true;
+    return false;
   }
 
   std::tuple<Layers...> layers_;
   std::array<tensor, N> outputs_{};
   std::array<tensor, N> grads_{};
   const tensor* input_ = nullptr;
+  std::size_t frozen_ = 0;
 };
 
 }  // namespace fasttrain::nn
