@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# benchmarks/cnn_methods.sh -- each data method's effect on the Fashion-MNIST CNN: wall-clock
+# benchmarks/cnn_methods.sh -- each method's effect on the Fashion-MNIST CNN (or, with
+# BENCH=resnet, the ResNet and its 10-epoch budget; recipes: mild, medium, hot): wall-clock
 # training seconds to a target test accuracy (default 0.91), median of seeds 1..SEEDS
 # (default 3), against the baseline. Every run has the example's 12-epoch budget (warmup
 # 0.5 epochs + cosine over 12) and stops at the first evaluation reaching the target; a run
@@ -7,8 +8,8 @@
 # over the budget as a lower bound, marked ">"). Prints a Markdown table and one JSON line
 # per run to stderr. Needs an idle machine: every figure is wall-clock.
 #
-#   cmake --build --preset release --target bench_cnn_methods
-#   bash benchmarks/cnn_methods.sh [SEEDS] [TARGET] [METHODS...]
+#   cmake --build --preset release --target bench_cnn_methods bench_resnet_methods
+#   [BENCH=resnet] bash benchmarks/cnn_methods.sh [SEEDS] [TARGET] [METHODS...]
 #
 # METHODS default: none mixup cutmix cutout. An entry METHOD:FLAGS passes extra flags,
 # comma-separated, e.g. selective_backprop:--sb-start=0 (it is then a row of its own). The
@@ -16,7 +17,7 @@
 # over all methods instead of landing on the last ones.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bin=build/release/benchmarks/bench_cnn_methods
+bin=build/release/benchmarks/bench_${BENCH:-cnn}_methods
 seeds=${1:-3}
 target=${2:-0.91}
 shift $(( $# > 2 ? 2 : $# ))

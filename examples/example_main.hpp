@@ -115,8 +115,6 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
 
   data::Loader data_loader(train, {.batch_size = *batch, .shuffle = true, .seed = *seed, .prefetch = 2});
   PacedLoader loader(data_loader, *input_ms);
-  Model model;
-  model.reset_parameters(*seed);
   FitOptions opt;
   opt.max_duration = Duration{*epochs, Unit::epoch};
   opt.name = name;
@@ -128,7 +126,13 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
     const float ramp = w > 0 ? static_cast<float>(std::min(1.0, t.ratio(Duration{w, Unit::epoch}))) : 1.f;
     return ramp * cos(t);
   };
+  // The network is Model rewritten by the recipe's surgery methods (BlurPool, Factorize, ...):
+  // each recipe has its own model type.
+  std::int64_t parameters = 0;
   auto run = [&](auto... methods) {
+    methods::model_for<Model, decltype(methods)...> model;
+    model.reset_parameters(*seed);
+    parameters = model.parameter_count();
     Trainer trainer{model,
                     optim::SGD{{.lr = *lr, .momentum = 0.9f, .nesterov = true, .weight_decay = d.weight_decay}},
                     nn::SoftmaxCrossEntropy{}, methods...};
@@ -140,7 +144,7 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
   r.extra.push_back({"threads", std::to_string(*threads)});
   r.extra.push_back({"batch", std::to_string(*batch)});
   r.extra.push_back({"seed", std::to_string(*seed)});
-  r.extra.push_back({"parameters", std::to_string(model.parameter_count())});
+  r.extra.push_back({"parameters", std::to_string(parameters)});
   std::cout << r.json() << std::endl;
   return 0;
 } catch (const std::exception& e) {

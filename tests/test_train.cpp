@@ -655,7 +655,7 @@ TEST_CASE("SAM: the step uses the gradient at w + rho g/||g||, every interval-th
   CHECK_THROWS_WITH_AS(methods::SAM({.interval = 0}), doctest::Contains("interval must be >= 1"), config_error);
 }
 
-TEST_CASE("SWA: equal-weight average of the weights at each update in [start, end), taken by the model at end") {
+TEST_CASE("SWA: equal-weight average of the weights at each update from start to end, taken by the model at end") {
   const auto train = blobs(96, 5);
   data::Loader loader(train, {.batch_size = 16, .seed = 4});
   Net net;

@@ -18,3 +18,4 @@
 #include "fasttrain/train/train.hpp"
 #include "fasttrain/io/io.hpp"
 #include "fasttrain/methods/methods.hpp"
+#include "fasttrain/recipes/recipes.hpp"

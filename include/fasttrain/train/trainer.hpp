@@ -13,7 +13,8 @@
 // Checked at compile time: every method is tagged and declares its events; every
 // declared hook is callable with its event's context, and every defined on_* hook is
 // declared; no two methods conflict; runs_before / runs_after can be satisfied (the
-// methods are sorted by them).
+// methods are sorted by them); the model was rewritten by every surgery method of the
+// recipe (methods/model/surgery.hpp).
 #pragma once
 
 #include <chrono>
@@ -144,6 +145,32 @@ template <class M, class... Ms>
 struct unique_types<M, Ms...>
     : std::bool_constant<!(std::is_same_v<M, Ms> || ...) && unique_types<Ms...>::value> {};
 
+/// A surgery method (static constexpr bool surgery = true) changes the network's type: the
+/// model must be methods::model_for<Net, ...> with that method among its rules.
+template <class Model, class M>
+constexpr bool surgery_applied() {
+  if constexpr (requires { M::surgery; }) {
+    if constexpr (M::surgery) {
+      if constexpr (requires { typename Model::surgery_applied; })
+        return in_list<M, typename Model::surgery_applied>::value;
+      else
+        return false;
+    } else {
+      return true;
+    }
+  } else {
+    return true;
+  }
+}
+template <class Model, class Method, bool Applied>
+struct surgery_check {
+  static_assert(Applied,
+                "fasttrain::Trainer: the recipe has a surgery method (it changes the network's type) that was not "
+                "applied to the model; declare the model as methods::model_for<Net, Methods...> with the same "
+                "methods (see surgery_check<Model, Method, false> above)");
+  static constexpr bool ok = true;
+};
+
 template <class Method, bool IsMethod>
 struct method_check {
   static_assert(IsMethod,
@@ -159,6 +186,7 @@ class Trainer {
   static_assert(detail::optimizer_check<Optimizer, detail::OptimizerFor<Optimizer, Model>>::ok);
   static_assert(detail::loss_check<Loss, detail::LossFor<Loss, typename Model::backend>>::ok);
   static_assert((detail::method_check<Methods, Method<Methods>>::ok && ...));
+  static_assert((detail::surgery_check<Model, Methods, detail::surgery_applied<Model, Methods>()>::ok && ...));
   static_assert(detail::unique_types<Methods...>::value,
                 "fasttrain::Trainer: a method type appears twice in the recipe; each may appear at most once");
   using composition = detail::composition<Methods...>;
