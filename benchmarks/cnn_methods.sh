@@ -14,7 +14,8 @@
 # METHODS default: none mixup cutmix cutout. An entry METHOD:FLAGS passes extra flags,
 # comma-separated, e.g. selective_backprop:--sb-start=0 (it is then a row of its own). The
 # runs go seed by seed, every method within a seed, so drift in the machine's speed spreads
-# over all methods instead of landing on the last ones.
+# over all methods instead of landing on the last ones. FIRST_SEED=K starts at seed K (to add
+# seeds to a series).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bin=build/release/benchmarks/bench_${BENCH:-cnn}_methods
@@ -27,7 +28,7 @@ methods=("$@")
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-for s in $(seq 1 "$seeds"); do
+for s in $(seq "${FIRST_SEED:-1}" "$seeds"); do
   for entry in "${methods[@]}"; do
     m=${entry%%:*}
     extra=()
