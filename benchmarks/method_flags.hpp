@@ -18,14 +18,15 @@ namespace bench {
 inline constexpr const char* method_names =
     "none, mixup, cutmix, cutout, selective_backprop, data_pruning, progressive_resizing, curriculum, "
     "rand_augment, data_echoing, ema, stochastic_depth, layer_freezing, magnitude_pruning, blurpool, "
-    "ghost_batchnorm, squeeze_excite, factorize, sam, swa, lookahead, mild, medium or hot";
+    "ghost_batchnorm, squeeze_excite, factorize, sam, swa, lookahead, batch_size_warmup, mild, medium or hot";
 
 struct MethodFlags {
   std::shared_ptr<std::string> method;
   std::shared_ptr<float> alpha, length, keep, sb_start, prune, scale, magnitude, cstart, drop_rate, sparsity,
-      rho;
+      rho, bsw_initial;
   std::shared_ptr<int> echo, sam_interval;
-  std::shared_ptr<double> ema_half_life, freeze_start;
+  std::shared_ptr<double> ema_half_life, freeze_start, bsw_warmup;
+  std::shared_ptr<std::string> bsw_lr;
   void add_flags(fasttrain::cli::Args& args) {
     using namespace fasttrain::methods;
     method = args.add<std::string>("method", "none", method_names);
@@ -47,6 +48,22 @@ struct MethodFlags {
     sparsity = args.add<float>("sparsity", MagnitudePruningOptions{}.target_sparsity, "MagnitudePruning: target");
     rho = args.add<float>("rho", SAMOptions{}.rho, "SAM: neighbourhood radius");
     sam_interval = args.add<int>("sam-interval", 1, "SAM: a SAM step every this many steps");
+    bsw_initial = args.add<float>("bsw-initial", BatchSizeWarmupOptions{}.initial,
+                                  "BatchSizeWarmup: first batch size, fraction of --batch");
+    bsw_warmup = args.add<double>("bsw-warmup", BatchSizeWarmupOptions{}.warmup.value,
+                                  "BatchSizeWarmup: growth period, fraction of the budget");
+    bsw_lr = args.add<std::string>("bsw-lr-scaling", "none", "BatchSizeWarmup: none, linear or sqrt");
+  }
+  fasttrain::methods::BatchSizeWarmup batch_size_warmup() const {
+    using fasttrain::methods::BatchSizeWarmup;
+    const auto& s = *bsw_lr;
+    const auto scaling = s == "linear" ? BatchSizeWarmup::LRScaling::linear
+                         : s == "sqrt" ? BatchSizeWarmup::LRScaling::sqrt
+                         : s == "none" ? BatchSizeWarmup::LRScaling::none
+                                       : throw fasttrain::config_error("--bsw-lr-scaling must be none, linear or sqrt, got '" + s + "'");
+    return BatchSizeWarmup{{.initial = *bsw_initial,
+                            .warmup = fasttrain::Duration{*bsw_warmup, fasttrain::Unit::dur},
+                            .lr_scaling = scaling}};
   }
   template <class Run>
   fasttrain::Result run(Run&& run) const {
@@ -73,6 +90,7 @@ struct MethodFlags {
     if (m == "sam") return run(methods::SAM{{.rho = *rho, .interval = *sam_interval}});
     if (m == "swa") return run(methods::SWA{});
     if (m == "lookahead") return run(methods::Lookahead{});
+    if (m == "batch_size_warmup") return run(batch_size_warmup());
     if (m == "mild") return std::apply(run, recipes::mild());
     if (m == "medium") return std::apply(run, recipes::medium());
     if (m == "hot") return std::apply(run, recipes::hot());
@@ -96,6 +114,9 @@ struct MethodFlags {
     r.extra.push_back({"sparsity", number(*sparsity)});
     r.extra.push_back({"rho", number(*rho)});
     r.extra.push_back({"sam_interval", number(*sam_interval)});
+    r.extra.push_back({"bsw_initial", number(*bsw_initial)});
+    r.extra.push_back({"bsw_warmup", number(*bsw_warmup)});
+    r.extra.push_back({"bsw_lr_scaling", fasttrain::json::quote(*bsw_lr)});
   }
 };
 

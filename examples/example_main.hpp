@@ -74,6 +74,7 @@ class PacedLoader {
   void start_epoch(std::int64_t e, std::int64_t first, std::vector<std::int64_t> order) {
     inner_.start_epoch(e, first, std::move(order));
   }
+  void set_batch_size(std::int64_t b) { inner_.set_batch_size(b); }
   std::int64_t batches_per_epoch() const { return inner_.batches_per_epoch(); }
   std::int64_t samples_per_epoch() const { return inner_.samples_per_epoch(); }
   std::int64_t batches_in_epoch() const { return inner_.batches_in_epoch(); }

@@ -644,6 +644,44 @@ TEST_CASE("Loader: an epoch with a given order draws exactly it, in batches, fro
   CHECK_THROWS_WITH_AS(dl.start_epoch(0, 0, {1, 2, 3}), doctest::Contains("fewer than a batch"), config_error);
 }
 
+TEST_CASE("Loader: set_batch_size re-cuts the next epochs into other batches; the order does not change") {
+  const data::Dataset ds = counting(50);
+  for (const int prefetch : {0, 2}) {
+    CAPTURE(prefetch);
+    data::Loader ref(ds, {.batch_size = 10, .seed = 5, .prefetch = prefetch});
+    data::Loader loader(ds, {.batch_size = 10, .seed = 5, .prefetch = prefetch});
+    loader.set_batch_size(4);
+    CHECK(loader.batch_size() == 4);  // of the next epoch
+    const auto small = epoch_batches(loader, 2);
+    REQUIRE(small.size() == 13);  // 12 of 4, then 2
+    for (std::size_t k = 0; k < 12; ++k) CHECK(small[k].size() == 4);
+    CHECK(small.back().size() == 2);
+    for (const auto& b : small) check_contents(ds, b);
+    CHECK(loader.batches_in_epoch() == 13);
+    CHECK(loader.samples_in_epoch() == 50);
+    CHECK(loader.batches_per_epoch() == 5);  // the options' epoch, unchanged
+    CHECK(order_of(small) == order_of(epoch_batches(ref, 2)));
+    // A given order is cut by the set size too; mid-epoch starts count batches of that size.
+    loader.set_batch_size(7);
+    loader.start_epoch(1, 1, {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8});
+    data::Batch<> b;
+    REQUIRE(loader.next(b));
+    CHECK(b.indices == std::vector<std::int64_t>{6, 5, 3, 5, 8});
+    CHECK_FALSE(loader.next(b));
+    // 0 returns to the options' size.
+    loader.set_batch_size(0);
+    CHECK(epoch_batches(loader, 2).size() == 5);
+    CHECK(loader.batch_size() == 10);
+  }
+  data::Loader loader(ds, {.batch_size = 10, .prefetch = 0});
+  CHECK_THROWS_WITH_AS(loader.set_batch_size(-1), doctest::Contains("must be >= 1"), config_error);
+  data::Loader dl(ds, {.batch_size = 10, .drop_last = true, .prefetch = 0});
+  CHECK_THROWS_WITH_AS(dl.set_batch_size(51), doctest::Contains("larger than the dataset"), config_error);
+  dl.set_batch_size(20);
+  CHECK(epoch_batches(dl, 0).size() == 2);  // 40 of 50 samples, in 2 batches
+  CHECK(dl.samples_in_epoch() == 40);
+}
+
 TEST_CASE("Loader: start_epoch mid-epoch cancels cleanly, then a full new epoch reads correctly") {
   const data::Dataset ds = counting(200);
   for (const int prefetch : {0, 1, 3}) {

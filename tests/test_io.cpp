@@ -227,12 +227,20 @@ TEST_CASE("checkpoint file: round trip, and corrupt, truncated and wrong-version
   }
   SUBCASE("another format version") {
     std::string b = bytes;
-    b[8] = 2;  // version 2, with a valid header CRC so that the version is what is reported
-    const std::uint32_t crc = io::crc32_of(std::string_view(b).substr(0, 16));
+    // The next version, with a valid header CRC so that the version is what is reported.
+    b[8] = static_cast<char>(io::checkpoint_version + 1);
+    std::uint32_t crc = io::crc32_of(std::string_view(b).substr(0, 16));
     std::memcpy(&b[16], &crc, 4);
-    const auto msg = refused(b);
-    CHECK(msg.find("format version 2") != std::string::npos);
+    auto msg = refused(b);
+    CHECK(msg.find(fasttrain::detail::cat("format version ", io::checkpoint_version + 1)) != std::string::npos);
     CHECK(msg.find("newer fasttrain") != std::string::npos);
+    // A file of version 1 (before the trainer section held epoch_batch_size) is refused too.
+    b[8] = 1;
+    crc = io::crc32_of(std::string_view(b).substr(0, 16));
+    std::memcpy(&b[16], &crc, 4);
+    msg = refused(b);
+    CHECK(msg.find("format version 1") != std::string::npos);
+    CHECK(msg.find("older fasttrain") != std::string::npos);
   }
   SUBCASE("a flipped bit in a section names the section") {
     for (const char* name : {"model", "trainer"}) {
@@ -362,7 +370,7 @@ void check_resume_from_every_checkpoint(const std::string& name, Ms... ms) {
 }
 }  // namespace
 
-TEST_CASE("resume: methods with data-steering or averaged state (pruned epochs, echoes, selection, EMA) resume exactly") {
+TEST_CASE("resume: methods with data-steering or averaged state (pruned epochs, echoes, selection, EMA, batch sizes) resume exactly") {
   check_resume_from_every_checkpoint(
       "resume_data_methods", methods::DataPruning{{.fraction = 0.4f, .score_epoch = 1}},
       methods::DataEchoing{{.factor = 2}},
@@ -371,6 +379,10 @@ TEST_CASE("resume: methods with data-steering or averaged state (pruned epochs, 
                                      methods::DataPruning{{.fraction = 0.4f, .score = methods::ExampleScore::forgetting,
                                                            .score_epoch = 1}});
   check_resume_from_every_checkpoint("resume_ema", methods::EMA{{.half_life = Duration(4, Unit::batch)}});
+  check_resume_from_every_checkpoint(
+      "resume_batch_size_warmup",
+      methods::BatchSizeWarmup{{.initial = 0.25f, .warmup = 2_ep, .multiple = 4,
+                                .lr_scaling = methods::BatchSizeWarmup::LRScaling::linear}});
   check_resume_from_every_checkpoint("resume_curriculum",
                                      methods::Curriculum{{.start = 0.3f, .full_at = 0.9f, .score_epoch = 1}},
                                      methods::DataEchoing{{.factor = 3}});

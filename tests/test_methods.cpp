@@ -351,6 +351,92 @@ TEST_CASE("DataEchoing: each batch trains `factor` times from its pristine input
   CHECK_THROWS_WITH_AS(methods::DataEchoing({.factor = 0}), doctest::Contains("factor must be >= 1"), config_error);
 }
 
+namespace {
+// Records each step's learning-rate multiplier as the optimizer will see it.
+struct LRProbe {
+  static constexpr taxonomy tag{component::none, action::retrofit};
+  using events = fasttrain::events<event::before_step>;
+  using runs_after = type_list<methods::BatchSizeWarmup>;
+  std::vector<float> lr;
+  template <class Ctx>
+  void on_before_step(Ctx& ctx) {
+    lr.push_back(ctx.lr_multiplier);
+  }
+};
+
+// Per epoch, the batch sizes of its steps (from Recorder's log).
+std::vector<std::vector<std::int64_t>> sizes_per_epoch(const Recorder& r) {
+  std::vector<std::vector<std::int64_t>> out;
+  for (std::size_t s = 0; s < r.epoch.size(); ++s) {
+    if (out.size() <= static_cast<std::size_t>(r.epoch[s])) out.resize(static_cast<std::size_t>(r.epoch[s]) + 1);
+    out[static_cast<std::size_t>(r.epoch[s])].push_back(r.forward_size[s]);
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("BatchSizeWarmup: small batches first, grown to the loader's by the end of warmup; each epoch one pass") {
+  using BSW = methods::BatchSizeWarmup;
+  const auto train = fixtures::blobs(40, 1);
+  // B = 16, initial 0.25, multiple 4, warmup 2 epochs: epoch 0 at t = 0 gives 4; epoch 1 at
+  // t = 0.5 gives 16 * 0.625 = 10, rounded to 12 (2.5 fours, half away from zero); then 16.
+  for (const auto scaling : {BSW::LRScaling::none, BSW::LRScaling::linear, BSW::LRScaling::sqrt}) {
+    CAPTURE(static_cast<int>(scaling));
+    data::Loader loader(train, {.batch_size = 16, .seed = 3});
+    Tiny m;
+    m.reset_parameters(1);
+    auto t = tiny_trainer(m, BSW({.initial = 0.25f, .warmup = 2_ep, .multiple = 4, .lr_scaling = scaling}),
+                          Recorder{}, LRProbe{});
+    const Result r = t.fit(loader, nullptr, {.max_duration = 4_ep, .progress = ProgressMode::never});
+    const auto& rec = t.method<Recorder>();
+    const auto sizes = sizes_per_epoch(rec);
+    REQUIRE(sizes.size() == 4);
+    CHECK(sizes[0] == std::vector<std::int64_t>(10, 4));
+    CHECK(sizes[1] == std::vector<std::int64_t>{12, 12, 12, 4});
+    CHECK(sizes[2] == std::vector<std::int64_t>{16, 16, 8});
+    CHECK(sizes[3] == std::vector<std::int64_t>{16, 16, 8});
+    CHECK(r.steps == 20);
+    CHECK(r.epochs == 4);
+    CHECK(t.time().sample == 160);
+    // Each epoch is one pass, in the loader's own order for that epoch.
+    data::Loader plain(train, {.batch_size = 16, .seed = 3, .prefetch = 0});
+    std::size_t s = 0;
+    for (std::int64_t e = 0; e < 4; ++e) {
+      plain.start_epoch(e);
+      std::vector<std::int64_t> want, got;
+      data::Batch<> b;
+      while (plain.next(b)) want.insert(want.end(), b.indices.begin(), b.indices.end());
+      for (std::size_t k = 0; k < sizes[static_cast<std::size_t>(e)].size(); ++k, ++s)
+        got.insert(got.end(), rec.indices[s].begin(), rec.indices[s].end());
+      CHECK(got == want);
+    }
+    // The learning rate follows lr_scaling, per step, from each epoch's batch size.
+    const auto& lr = t.method<LRProbe>().lr;
+    REQUIRE(lr.size() == 20);
+    auto factor = [&](double b) {
+      return scaling == BSW::LRScaling::linear ? b / 16 : scaling == BSW::LRScaling::sqrt ? std::sqrt(b / 16) : 1.0;
+    };
+    for (std::size_t k = 0; k < 20; ++k) {
+      const double b = k < 10 ? 4 : k < 14 ? 12 : 16;
+      CHECK(lr[k] == doctest::Approx(factor(b)));
+    }
+  }
+  // Without the method the run is the loader's: 3 batches per epoch.
+  data::Loader loader(train, {.batch_size = 16, .seed = 3});
+  Tiny m;
+  auto t = tiny_trainer(m, Recorder{});
+  CHECK(t.fit(loader, nullptr, {.max_duration = 4_ep, .progress = ProgressMode::never}).steps == 12);
+
+  CHECK(BSW({.initial = 0.1f, .multiple = 8}).batch_size_at(0.0, 128) == 16);   // 12.8 -> 16
+  CHECK(BSW({.initial = 0.01f, .multiple = 8}).batch_size_at(0.0, 128) == 8);   // never below `multiple`
+  CHECK(BSW({.initial = 0.01f, .multiple = 8}).batch_size_at(0.0, 5) == 5);     // nor above B
+  CHECK(BSW({.initial = 0.5f, .multiple = 1}).batch_size_at(2.0, 100) == 100);  // t is clamped to 1
+  CHECK_THROWS_WITH_AS(BSW({.initial = 0.f}), doctest::Contains("initial must be in (0, 1]"), config_error);
+  CHECK_THROWS_WITH_AS(BSW({.warmup = 10_ba}), doctest::Contains("warmup must be in ep, sp or dur"), config_error);
+  CHECK_THROWS_WITH_AS(BSW({.warmup = 1.5_dur}), doctest::Contains("must be <= 1"), config_error);
+  CHECK_THROWS_WITH_AS(BSW({.multiple = 0}), doctest::Contains("multiple must be >= 1"), config_error);
+}
+
 TEST_CASE("el2n_scores and ForgettingCounter: exact values") {
   data::Dataset ds;
   ds.sample_shape = Shape(4);
@@ -498,4 +584,14 @@ TEST_CASE("DataControl: the order is set only at epoch_begin, only for a source 
   DataControl none(nullptr, 0, false, &order, &repeat);
   none.set_phase(DataControl::Phase::epoch_begin);
   CHECK_THROWS_WITH_AS(none.set_epoch_order({0}), doctest::Contains("cannot draw a given order"), config_error);
+  CHECK_THROWS_WITH_AS(none.set_epoch_batch_size(4), doctest::Contains("cannot (use data::Loader"), config_error);
+  std::int64_t bs = 0;
+  DataControl resizable(&ds, 2, true, &order, &repeat, &bs);
+  CHECK_THROWS_AS(resizable.set_epoch_batch_size(4), std::logic_error);  // not at epoch_begin
+  resizable.set_phase(DataControl::Phase::epoch_begin);
+  CHECK_THROWS_WITH_AS(resizable.set_epoch_batch_size(0), doctest::Contains("must be >= 1, got 0"), config_error);
+  resizable.set_epoch_batch_size(4);
+  CHECK(bs == 4);
+  CHECK(resizable.can_resize());
+  CHECK_FALSE(none.can_resize());
 }

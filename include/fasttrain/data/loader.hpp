@@ -18,6 +18,9 @@
 // start_epoch() may be called at any point (mid-epoch too): the batches of the previous
 // epoch still in flight are discarded. An exception in the worker is rethrown by next().
 //
+// set_batch_size(b) changes the batch size from the next start_epoch on (BatchSizeWarmup
+// does, through the Trainer's DataControl); the order of the samples does not depend on it.
+//
 // The Loader keeps a reference to the Dataset: the dataset must outlive it and must not
 // be modified while an epoch is in flight (between start_epoch() and the next() that
 // returns false). The worker starts gathering only at start_epoch() (or the first next()).
@@ -93,6 +96,20 @@ class Loader {
   const Dataset& dataset() const { return ds_; }
   const LoaderOptions& options() const { return opt_; }
 
+  /// Batches of `b` samples from the next start_epoch() on (0: options().batch_size again).
+  /// batches_per_epoch() and samples_per_epoch() keep describing options().batch_size;
+  /// batches_in_epoch(), samples_in_epoch() and batch_size() describe the epoch started.
+  void set_batch_size(std::int64_t b) {
+    using fasttrain::detail::require;
+    require(b >= 0, "data::Loader::set_batch_size: the batch size must be >= 1 (or 0 for the options' ",
+            opt_.batch_size, "), got ", b);
+    require(!opt_.drop_last || b <= n_, "data::Loader::set_batch_size: drop_last with batch size ", b,
+            " larger than the dataset (", n_, " samples) leaves no batch in an epoch");
+    next_bs_ = b;
+  }
+  /// Samples per batch of the epoch started (of the next one before any start_epoch).
+  std::int64_t batch_size() const { return started_ ? bs_ : (next_bs_ ? next_bs_ : opt_.batch_size); }
+
   /// Begins epoch `epoch` (>= 0): its order is Rng::derive(seed, epoch).shuffle of 0..N-1
   /// (identity when shuffle is off). Cancels whatever is left of the previous epoch.
   /// `first_batch` > 0 starts at that batch of the epoch (a resumed run), without gathering
@@ -112,7 +129,8 @@ class Loader {
     for (std::size_t k = 0; k < order.size(); ++k)
       fasttrain::detail::require(order[k] >= 0 && order[k] < n_, "data::Loader::start_epoch: entry ", k,
                                  " of the given order is ", order[k], ", not a sample index in [0, ", n_, ")");
-    fasttrain::detail::require(!opt_.drop_last || static_cast<std::int64_t>(order.size()) >= opt_.batch_size,
+    const std::int64_t bs = next_bs_ ? next_bs_ : opt_.batch_size;
+    fasttrain::detail::require(!opt_.drop_last || static_cast<std::int64_t>(order.size()) >= bs,
                                "data::Loader::start_epoch: drop_last with an order of ", order.size(),
                                " samples, fewer than a batch, leaves no batch");
     order_ = std::move(order);
@@ -124,7 +142,7 @@ class Loader {
   /// Samples in the current epoch.
   std::int64_t samples_in_epoch() const {
     const auto n = static_cast<std::int64_t>(order_size_);
-    return opt_.drop_last ? epoch_nb_ * opt_.batch_size : n;
+    return opt_.drop_last ? epoch_nb_ * bs_ : n;
   }
 
   /// Hands out the next batch of the epoch in `out` (its previous buffers are recycled);
@@ -135,7 +153,7 @@ class Loader {
     if (!started_) start_epoch(0);
     if (consumed_ >= epoch_nb_) return false;
     if (!worker_.joinable()) {
-      gather(order_, consumed_, out);
+      gather(order_, consumed_, bs_, out);
       ++consumed_;
       return true;
     }
@@ -161,8 +179,9 @@ class Loader {
   // Starts the epoch whose order is in order_, at batch `first_batch`.
   void begin(std::int64_t first_batch) {
     order_size_ = order_.size();
+    bs_ = next_bs_ ? next_bs_ : opt_.batch_size;
     const auto n = static_cast<std::int64_t>(order_size_);
-    epoch_nb_ = opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
+    epoch_nb_ = opt_.drop_last ? n / bs_ : (n + bs_ - 1) / bs_;
     fasttrain::detail::require(first_batch >= 0 && first_batch <= epoch_nb_,
                                "data::Loader::start_epoch: first_batch must be in [0, ", epoch_nb_, "], got ",
                                first_batch);
@@ -173,6 +192,7 @@ class Loader {
         pending_order_.swap(order_);  // the worker takes it; order_ becomes scratch
         pending_first_ = first_batch;
         pending_nb_ = epoch_nb_;
+        pending_bs_ = bs_;
         for (auto& s : slots_)
           if (s.state == Slot::ready) s.state = Slot::empty;
         error_ = nullptr;
@@ -196,17 +216,17 @@ class Loader {
     if (opt_.shuffle) Rng::derive(opt_.seed, static_cast<std::uint64_t>(epoch)).shuffle(order.begin(), order.end());
   }
 
-  // Fills `b` with batch `k` of the epoch whose order is `order`. Reads only the dataset
-  // and `order`; called by the worker (prefetch > 0) or by next() (prefetch = 0).
-  void gather(const std::vector<std::int64_t>& order, std::int64_t k, Batch<>& b) const {
+  // Fills `b` with batch `k` (of `bs` samples) of the epoch whose order is `order`. Reads only
+  // the dataset and `order`; called by the worker (prefetch > 0) or by next() (prefetch = 0).
+  void gather(const std::vector<std::int64_t>& order, std::int64_t k, std::int64_t bs, Batch<>& b) const {
     if (ds_.size() != n_ || static_cast<std::int64_t>(ds_.labels.size()) != n_ ||
         static_cast<std::int64_t>(ds_.features.rows()) != sample_size_)
       throw data_error(ds_.name.empty() ? std::string("<unnamed dataset>") : ds_.name,
                        fasttrain::detail::cat("changed size while a Loader was using it (was ", n_, " samples of ",
                                               sample_size_, ", now ", ds_.size(), " samples of ",
                                               static_cast<std::int64_t>(ds_.features.rows()), ")"));
-    const std::int64_t first = k * opt_.batch_size;
-    const std::int64_t count = std::min(opt_.batch_size, static_cast<std::int64_t>(order.size()) - first);
+    const std::int64_t first = k * bs;
+    const std::int64_t count = std::min(bs, static_cast<std::int64_t>(order.size()) - first);
     b.inputs.resize(ds_.sample_shape, static_cast<Eigen::Index>(count));
     b.labels.resize(static_cast<std::size_t>(count));
     b.indices.resize(static_cast<std::size_t>(count));
@@ -225,7 +245,7 @@ class Loader {
   void produce() {
     std::vector<std::int64_t> order;
     std::uint64_t gen = 0;  // 0: no epoch yet
-    std::int64_t k = 0, nb = 0;
+    std::int64_t k = 0, nb = 0, bs = 1;
     bool failed = false;
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
@@ -239,6 +259,7 @@ class Loader {
         order.swap(pending_order_);
         k = pending_first_;
         nb = pending_nb_;
+        bs = pending_bs_;
         failed = false;
         continue;
       }
@@ -248,7 +269,7 @@ class Loader {
       lk.unlock();
       std::exception_ptr err;
       try {
-        gather(order, batch, s.batch);
+        gather(order, batch, bs, s.batch);
       } catch (...) {
         err = std::current_exception();
       }
@@ -276,6 +297,8 @@ class Loader {
   bool started_ = false;
   std::int64_t consumed_ = 0;         // batches handed out this epoch
   std::int64_t epoch_nb_ = 0;         // batches in this epoch
+  std::int64_t bs_ = 1;               // samples per batch in this epoch
+  std::int64_t next_bs_ = 0;          // set_batch_size's value; 0: opt_.batch_size
   std::size_t order_size_ = 0;        // samples in this epoch's order
   std::vector<std::int64_t> order_;   // the epoch's order (prefetch = 0) or scratch
 
@@ -285,7 +308,7 @@ class Loader {
   std::condition_variable producer_cv_, consumer_cv_;
   std::vector<Slot> slots_;
   std::vector<std::int64_t> pending_order_;
-  std::int64_t pending_first_ = 0, pending_nb_ = 0;
+  std::int64_t pending_first_ = 0, pending_nb_ = 0, pending_bs_ = 1;
   std::uint64_t generation_ = 0;
   std::exception_ptr error_;
   bool stop_ = false;

@@ -19,6 +19,7 @@
 #include "fasttrain/methods/model/squeeze_excite.hpp"
 #include "fasttrain/methods/model/stochastic_depth.hpp"
 #include "fasttrain/methods/model/surgery.hpp"
+#include "fasttrain/methods/optim/batch_size_warmup.hpp"
 #include "fasttrain/methods/optim/ema.hpp"
 #include "fasttrain/methods/optim/gradient_clipping.hpp"
 #include "fasttrain/methods/optim/label_smoothing.hpp"

@@ -5,7 +5,8 @@
 //   event                                   context          may touch
 //   fit_begin, epoch_begin, epoch_end,      FitContext       model, optimizer; the training
 //   fit_end                                                  data through `data` (at epoch_begin
-//                                                            it may set the epoch's sample order)
+//                                                            it may set the epoch's sample order
+//                                                            and batch size)
 //   batch_begin, before_forward, batch_end  BatchContext     the batch (inputs, labels, indices:
 //                                                            before_forward may change them all,
 //                                                            the batch size included), model,
@@ -38,17 +39,38 @@
 namespace fasttrain {
 
 /// What a method may learn and change about the flow of training data (DataPruning,
-/// Curriculum, DataEchoing). The Trainer owns it; hooks get a pointer in their context.
+/// Curriculum, DataEchoing, BatchSizeWarmup). The Trainer owns it; hooks get a pointer in their context.
 class DataControl {
  public:
   enum class Phase { other, epoch_begin, batch_end };
 
   /// The training set when the data source exposes one (data::Loader does), else nullptr.
   const data::Dataset* dataset() const { return dataset_; }
-  /// Samples per batch of the data source (0 when it does not say).
+  /// Samples per batch of the data source as configured (0 when it does not say); an epoch
+  /// whose epoch_begin calls set_epoch_batch_size uses that size instead.
   std::int64_t batch_size() const { return batch_size_; }
   /// Whether the source can draw an order given by set_epoch_order (data::Loader can).
   bool can_order() const { return can_order_; }
+  /// Whether the source can change its batch size per epoch (data::Loader can).
+  bool can_resize() const { return epoch_batch_size_ != nullptr; }
+
+  /// At epoch_begin only: this epoch is drawn in batches of `b` samples (the last one smaller
+  /// unless the source drops it); its number of batches follows. Epochs whose epoch_begin sets
+  /// nothing use the source's own batch size.
+  void set_epoch_batch_size(std::int64_t b) {
+    if (phase_ != Phase::epoch_begin)
+      throw std::logic_error(
+          "fasttrain::DataControl::set_epoch_batch_size: only an epoch_begin hook may set the batch size");
+    if (!epoch_batch_size_)
+      throw config_error(
+          "fasttrain::DataControl::set_epoch_batch_size: this recipe changes the batch size per epoch, but the data "
+          "source cannot (use data::Loader, or a source with set_batch_size(b), start_epoch(epoch, first) and "
+          "batches_in_epoch())");
+    if (b < 1)
+      throw config_error(
+          fasttrain::detail::cat("fasttrain::DataControl::set_epoch_batch_size: the batch size must be >= 1, got ", b));
+    *epoch_batch_size_ = b;
+  }
 
   /// At epoch_begin only: this epoch draws exactly these dataset indices, in this order
   /// (batched by the source's batch size), instead of the source's own order. An index may
@@ -80,9 +102,15 @@ class DataControl {
   }
 
   // Set by the Trainer.
+  // `epoch_batch_size` is null when the source cannot change its batch size.
   DataControl(const data::Dataset* ds, std::int64_t batch_size, bool can_order, std::vector<std::int64_t>* order,
-              bool* repeat)
-      : dataset_(ds), batch_size_(batch_size), can_order_(can_order && ds), order_(order), repeat_(repeat) {}
+              bool* repeat, std::int64_t* epoch_batch_size = nullptr)
+      : dataset_(ds),
+        batch_size_(batch_size),
+        can_order_(can_order && ds),
+        order_(order),
+        repeat_(repeat),
+        epoch_batch_size_(epoch_batch_size) {}
   void set_phase(Phase p) { phase_ = p; }
 
  private:
@@ -91,6 +119,7 @@ class DataControl {
   bool can_order_;
   std::vector<std::int64_t>* order_;
   bool* repeat_;
+  std::int64_t* epoch_batch_size_;
   Phase phase_ = Phase::other;
 };
 

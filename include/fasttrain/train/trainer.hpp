@@ -289,9 +289,10 @@ class Trainer {
     last_checkpoint_.clear();
     source_config_ = describe_source(train);
     epoch_order_.clear();
+    epoch_batch_size_ = 0;
     repeat_batch_ = false;
     data_.emplace(source_dataset(train), source_batch_size(train), can_order<Source>(), &epoch_order_,
-                  &repeat_batch_);
+                  &repeat_batch_, can_resize<Source>() ? &epoch_batch_size_ : nullptr);
     Progress progress(opt.progress);
     const double epochs_total = opt.max_duration.unit == Unit::epoch ? opt.max_duration.value : 0.0;
 
@@ -318,6 +319,7 @@ class Trainer {
       const double seconds_at_start = time_.seconds;
       if (!mid_epoch) {
         epoch_order_.clear();
+        epoch_batch_size_ = 0;
         data_->set_phase(DataControl::Phase::epoch_begin);
         emit<event::epoch_begin>(fctx);
         data_->set_phase(DataControl::Phase::other);
@@ -494,6 +496,7 @@ class Trainer {
     ar("batches_per_epoch", time_.batches_per_epoch);  // of this epoch (a method may set its order)
     ar("samples_per_epoch", time_.samples_per_epoch);
     ar("epoch_order", epoch_order_);
+    ar("epoch_batch_size", epoch_batch_size_);
     ar("repeat_batch", repeat_batch_);
     ar("epoch", time_.epoch);
     ar("batch", time_.batch);
@@ -563,6 +566,15 @@ class Trainer {
     else return 0;
   }
   template <class Source>
+  static constexpr bool can_resize() {
+    return requires(Source& s) {
+      s.set_batch_size(std::int64_t{});
+      s.start_epoch(std::int64_t{}, std::int64_t{});
+      s.batches_in_epoch();
+      s.samples_in_epoch();
+    };
+  }
+  template <class Source>
   static constexpr bool can_order() {
     return requires(Source& s, std::vector<std::int64_t> o) {
       s.start_epoch(std::int64_t{}, std::int64_t{}, std::move(o));
@@ -572,10 +584,12 @@ class Trainer {
   }
 
   // Starts epoch `epoch` of the source at batch `first` (> 0 when resuming mid-epoch), in
-  // the order a method set (epoch_order_), else in the source's own; Time then holds this
-  // epoch's length.
+  // the order a method set (epoch_order_), else in the source's own, and in batches of the
+  // size a method set (epoch_batch_size_), else the source's; Time then holds this epoch's
+  // length.
   template <class Source>
   void start_source(Source& src, std::int64_t epoch, std::int64_t first) {
+    if constexpr (can_resize<Source>()) src.set_batch_size(epoch_batch_size_);  // 0: the source's own
     if constexpr (can_order<Source>()) {
       if (!epoch_order_.empty()) src.start_epoch(epoch, first, epoch_order_);
       else src.start_epoch(epoch, first);
@@ -586,7 +600,14 @@ class Trainer {
     if (!epoch_order_.empty())
       throw config_error("fasttrain::Trainer: a method set the order of this epoch's samples, but the data source "
                          "cannot draw a given order (use data::Loader)");
-    if constexpr (requires { src.start_epoch(epoch, first); }) {
+    if constexpr (can_resize<Source>()) {
+      src.start_epoch(epoch, first);
+      time_.batches_per_epoch = src.batches_in_epoch();
+      time_.samples_per_epoch = src.samples_in_epoch();
+    } else if (epoch_batch_size_ != 0) {
+      throw config_error("fasttrain::Trainer: a method set this epoch's batch size, but the data source cannot "
+                         "change it (use data::Loader)");
+    } else if constexpr (requires { src.start_epoch(epoch, first); }) {
       src.start_epoch(epoch, first);
     } else {
       src.start_epoch(epoch);
@@ -782,6 +803,7 @@ class Trainer {
   std::string last_checkpoint_;   // written or resumed from in this run
   std::string source_config_;
   std::vector<std::int64_t> epoch_order_;  // set by an epoch_begin hook; empty: the source's order
+  std::int64_t epoch_batch_size_ = 0;      // set by an epoch_begin hook; 0: the source's batch size
   bool repeat_batch_ = false;              // set by a batch_end hook: train on batch_ again
   std::optional<DataControl> data_;
   const batch_type* step_batch_ = nullptr;           // during before_step: for GradientRecompute
