@@ -18,7 +18,8 @@ namespace bench {
 inline constexpr const char* method_names =
     "none, mixup, cutmix, cutout, selective_backprop, data_pruning, progressive_resizing, curriculum, "
     "rand_augment, data_echoing, ema, stochastic_depth, layer_freezing, magnitude_pruning, blurpool, "
-    "ghost_batchnorm, squeeze_excite, factorize, sam, swa, lookahead, batch_size_warmup, mild, medium or hot";
+    "ghost_batchnorm, squeeze_excite, factorize, sam, swa, lookahead, batch_size_warmup, lars, lamb (these two "
+    "replace SGD; --opt-lr, --opt-weight-decay), mild, medium or hot";
 
 struct MethodFlags {
   std::shared_ptr<std::string> method;
@@ -26,6 +27,7 @@ struct MethodFlags {
       rho, bsw_initial;
   std::shared_ptr<int> echo, sam_interval;
   std::shared_ptr<double> ema_half_life, freeze_start, bsw_warmup;
+  std::shared_ptr<float> opt_lr, opt_wd;
   std::shared_ptr<std::string> bsw_lr;
   void add_flags(fasttrain::cli::Args& args) {
     using namespace fasttrain::methods;
@@ -53,6 +55,9 @@ struct MethodFlags {
     bsw_warmup = args.add<double>("bsw-warmup", BatchSizeWarmupOptions{}.warmup.value,
                                   "BatchSizeWarmup: growth period, fraction of the budget");
     bsw_lr = args.add<std::string>("bsw-lr-scaling", "none", "BatchSizeWarmup: none, linear or sqrt");
+    opt_wd = args.add<float>("opt-weight-decay", -1.f,
+                             "LARS / LAMB: weight decay (-1: LARS 5e-4, coupled; LAMB its default 0.01)");
+    opt_lr = args.add<float>("opt-lr", 0.f, "LARS / LAMB: base learning rate (0: LARS 1, LAMB 0.005)");
   }
   fasttrain::methods::BatchSizeWarmup batch_size_warmup() const {
     using fasttrain::methods::BatchSizeWarmup;
@@ -91,6 +96,11 @@ struct MethodFlags {
     if (m == "swa") return run(methods::SWA{});
     if (m == "lookahead") return run(methods::Lookahead{});
     if (m == "batch_size_warmup") return run(batch_size_warmup());
+    if (m == "lars")
+      return run(methods::LARS{{.lr = *opt_lr > 0 ? *opt_lr : 1.f, .weight_decay = *opt_wd >= 0 ? *opt_wd : 5e-4f}});
+    if (m == "lamb")
+      return run(methods::LAMB{{.lr = *opt_lr > 0 ? *opt_lr : 5e-3f,
+                                .weight_decay = *opt_wd >= 0 ? *opt_wd : methods::LAMBOptions{}.weight_decay}});
     if (m == "mild") return std::apply(run, recipes::mild());
     if (m == "medium") return std::apply(run, recipes::medium());
     if (m == "hot") return std::apply(run, recipes::hot());
@@ -117,6 +127,8 @@ struct MethodFlags {
     r.extra.push_back({"bsw_initial", number(*bsw_initial)});
     r.extra.push_back({"bsw_warmup", number(*bsw_warmup)});
     r.extra.push_back({"bsw_lr_scaling", fasttrain::json::quote(*bsw_lr)});
+    r.extra.push_back({"opt_lr", number(*opt_lr)});
+    r.extra.push_back({"opt_weight_decay", number(*opt_wd)});
   }
 };
 

@@ -89,6 +89,13 @@ class PacedLoader {
   clock::time_point handed_ = clock::now();
 };
 
+/// An optimizer given where a method would be (methods::LARS, methods::LAMB): it steps a model.
+template <class O, class Model>
+concept is_optimizer = requires(O& o, Model& m) {
+  typename O::options_type;
+  o.step(m, 1.f);
+};
+
 template <class Model, class Recipes = OptimizationFlags>
 int train_fashion_mnist(const char* name, const char* description, Defaults d, int argc, char** argv,
                         Recipes recipes = {}) try {
@@ -128,16 +135,22 @@ int train_fashion_mnist(const char* name, const char* description, Defaults d, i
     return ramp * cos(t);
   };
   // The network is Model rewritten by the recipe's surgery methods (BlurPool, Factorize, ...):
-  // each recipe has its own model type.
+  // each recipe has its own model type. The optimizer is SGD (Nesterov momentum 0.9), unless
+  // the chooser's list is a single optimizer-replacing method (LARS, LAMB): then that one.
   std::int64_t parameters = 0;
-  auto run = [&](auto... methods) {
+  auto fit_with = [&](auto optimizer, auto... methods) {
     methods::model_for<Model, decltype(methods)...> model;
     model.reset_parameters(*seed);
     parameters = model.parameter_count();
-    Trainer trainer{model,
-                    optim::SGD{{.lr = *lr, .momentum = 0.9f, .nesterov = true, .weight_decay = d.weight_decay}},
-                    nn::SoftmaxCrossEntropy{}, methods...};
+    Trainer trainer{model, std::move(optimizer), nn::SoftmaxCrossEntropy{}, methods...};
     return trainer.fit(loader, test, opt, lr_schedule);
+  };
+  auto run = [&](auto... methods) {
+    if constexpr (sizeof...(methods) == 1 && (is_optimizer<decltype(methods), Model> && ...))
+      return fit_with(methods...);
+    else
+      return fit_with(optim::SGD{{.lr = *lr, .momentum = 0.9f, .nesterov = true, .weight_decay = d.weight_decay}},
+                      methods...);
   };
   Result r = recipes.run(run);
   recipes.describe(r);

@@ -197,6 +197,15 @@ TEST_CASE("Residual: identity and projection shortcuts, gradients match") {
   check_layer(down, random_image(2, 6, 6, 2, 15));
 }
 
+// The layer concepts methods find their layers by (StochasticDepth, SWA): exactly the layers
+// that have the members.
+static_assert(nn::SkippableBody<nn::Residual<nn::Sequential<nn::Conv2d<2, 2, 3, 1, 1>>>>);
+static_assert(nn::SkippableBody<nn::Residual<nn::Identity>&>);  // as visit_layers passes it
+static_assert(!nn::SkippableBody<nn::Sequential<nn::Conv2d<2, 2, 3, 1, 1>>>);
+static_assert(nn::RunningStatistics<nn::BatchNorm2d<4>>);
+static_assert(nn::RunningStatistics<nn::GhostBatchNorm2d<4, 8>&>);
+static_assert(!nn::RunningStatistics<nn::Conv2d<2, 2, 3, 1, 1>>);
+
 TEST_CASE("Residual: a skipped body passes the shortcut and gets zero gradients; a scaled body's gradients match") {
   using Body = nn::Sequential<nn::Conv2d<2, 2, 3, 1, 1>, nn::Tanh, nn::Conv2d<2, 2, 3, 1, 1>>;
   nn::Residual<Body> block;

@@ -28,6 +28,7 @@
 // after the first batch.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -70,9 +71,28 @@ constexpr std::int64_t out_channels_of() {
 }
 }  // namespace detail
 
+/// A layer whose body can be skipped or scaled step by step (nn::Residual): StochasticDepth
+/// drives it, and SWA's BatchNorm pass turns every body on.
+template <class L>
+concept SkippableBody = requires(L& l) {
+  l.set_body(true, 1.f);
+  { l.body_active() } -> std::convertible_to<bool>;
+  { l.body_scale() } -> std::convertible_to<float>;
+};
+
+/// A layer with BatchNorm running statistics and a settable momentum (BatchNorm2d,
+/// GhostBatchNorm2d): SWA recomputes the statistics through it.
+template <class L>
+concept RunningStatistics = requires(L& l) {
+  l.running_mean;
+  l.running_var;
+  l.set_momentum(1.f);
+  { l.momentum() } -> std::convertible_to<float>;
+};
+
 /// Calls f(l) for `layer` itself and then, depth first in forward order, for every layer
 /// nested in it (through containers' for_each_child). Methods use it to find the layers
-/// they act on: `visit_layers(model, [](auto& l) { if constexpr (requires { l.running_mean; }) ... })`.
+/// they act on: `visit_layers(model, [](auto& l) { if constexpr (RunningStatistics<decltype(l)>) ... })`.
 template <class L, class F>
 void visit_layers(L& layer, F&& f) {
   f(layer);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fasttrain/core/error.hpp"
+#include "fasttrain/optim/buffers.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 
 namespace fasttrain::optim {
@@ -57,23 +58,17 @@ class BasicAdamW {
     const bool first = m1_.empty();
     std::size_t i = 0;
     model.for_each_parameter([&](matrix& p, matrix& g) {
-      if (g.rows() != p.rows() || g.cols() != p.cols())
-        throw shape_error(fasttrain::detail::cat("fasttrain::optim::AdamW: gradient ", i, " is ", g.rows(), "x",
-                                                 g.cols(), " but its parameter is ", p.rows(), "x", p.cols(),
-                                                 " (no backward pass before the step?)"));
-      if (first) {
-        m1_.push_back(matrix::Zero(p.rows(), p.cols()));
-        m2_.push_back(matrix::Zero(p.rows(), p.cols()));
-      }
-      if (i >= m1_.size() || m1_[i].rows() != p.rows() || m1_[i].cols() != p.cols()) throw state_mismatch(i);
+      detail::check_gradient(who, i, p, g);
+      matrix& m = detail::state_buffer(who, m1_, first, i, p);
+      matrix& v = detail::state_buffer(who, m2_, first, i, p);
       B::apply([=](float& pi, const float& gi, float& mi, float& vi) {
         mi = b1 * mi + (1.f - b1) * gi;
         vi = b2 * vi + (1.f - b2) * gi * gi;
         pi -= lr * (mi * c1) / (std::sqrt(vi * c2) + eps) + decay * pi;
-      }, p, g, m1_[i], m2_[i]);
+      }, p, g, m, v);
       ++i;
     });
-    if (i != m1_.size()) throw state_mismatch(i);
+    if (i != m1_.size()) throw detail::state_mismatch(who, i);
     t_ = t;
   }
 
@@ -101,11 +96,7 @@ class BasicAdamW {
   std::vector<matrix>& second_moments() { return m2_; }
 
  private:
-  config_error state_mismatch(std::size_t i) const {
-    return config_error(fasttrain::detail::cat(
-        "fasttrain::optim::AdamW: the model's parameters do not match the optimizer's state (at parameter ", i,
-        "); an optimizer steps one model; call reset() before using it with another"));
-  }
+  static constexpr const char* who = "fasttrain::optim::AdamW";
 
   AdamWOptions opt_;
   std::int64_t t_ = 0;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fasttrain/core/error.hpp"
+#include "fasttrain/optim/buffers.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 
 namespace fasttrain::optim {
@@ -56,15 +57,9 @@ class BasicSGD {
     const bool first = velocity_.empty();
     std::size_t i = 0;
     model.for_each_parameter([&](matrix& p, matrix& g) {
-      if (g.rows() != p.rows() || g.cols() != p.cols())
-        throw shape_error(fasttrain::detail::cat("fasttrain::optim::SGD: gradient ", i, " is ", g.rows(), "x",
-                                                 g.cols(), " but its parameter is ", p.rows(), "x", p.cols(),
-                                                 " (no backward pass before the step?)"));
+      detail::check_gradient(who, i, p, g);
       if (mu > 0.f) {
-        if (first) velocity_.push_back(matrix::Zero(p.rows(), p.cols()));
-        if (i >= velocity_.size() || velocity_[i].rows() != p.rows() || velocity_[i].cols() != p.cols())
-          throw state_mismatch(i);
-        matrix& v = velocity_[i];
+        matrix& v = detail::state_buffer(who, velocity_, first, i, p);
         if (opt_.nesterov)
           B::apply([=](float& pi, const float& gi, float& vi) {
             vi = mu * vi + gi;
@@ -80,7 +75,7 @@ class BasicSGD {
       }
       ++i;
     });
-    if (mu > 0.f && i != velocity_.size()) throw state_mismatch(i);
+    if (mu > 0.f && i != velocity_.size()) throw detail::state_mismatch(who, i);
   }
 
   /// Momentum buffers, in parameter order (empty before the first step).
@@ -98,12 +93,7 @@ class BasicSGD {
   void reset() { velocity_.clear(); }
 
  private:
-  config_error state_mismatch(std::size_t i) const {
-    return config_error(fasttrain::detail::cat(
-        "fasttrain::optim::SGD: the model's parameters do not match the optimizer's state (at parameter ", i,
-        "); an optimizer steps one model; call reset() before using it with another"));
-  }
-
+  static constexpr const char* who = "fasttrain::optim::SGD";
   SGDOptions opt_;
   std::vector<matrix> velocity_;
 };

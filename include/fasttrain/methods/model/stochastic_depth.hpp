@@ -84,7 +84,7 @@ class StochasticDepth {
   void on_fit_begin(Ctx& ctx) {
     blocks_ = 0;
     nn::visit_layers(ctx.model, [&](auto& l) {
-      if constexpr (requires { l.set_body(true, 1.f); }) ++blocks_;
+      if constexpr (nn::SkippableBody<decltype(l)>) ++blocks_;
     });
     if (blocks_ == 0)
       throw config_error("fasttrain::methods::StochasticDepth: the model has no nn::Residual block to drop");
@@ -95,7 +95,7 @@ class StochasticDepth {
     const double f = warmup_factor(ctx.time);
     std::int64_t l = 0;
     nn::visit_layers(ctx.model, [&](auto& block) {
-      if constexpr (requires { block.set_body(true, 1.f); }) {
+      if constexpr (nn::SkippableBody<decltype(block)>) {
         const double p = f * rate(++l, blocks_);
         const bool keep = static_cast<double>(rng_.uniform()) >= p;  // p = 0 keeps always
         kept_[static_cast<std::size_t>(l - 1)] = keep;
@@ -106,7 +106,7 @@ class StochasticDepth {
   template <class Ctx>
   void on_fit_end(Ctx& ctx) {
     nn::visit_layers(ctx.model, [](auto& block) {
-      if constexpr (requires { block.set_body(true, 1.f); }) block.set_body(true, 1.f);
+      if constexpr (nn::SkippableBody<decltype(block)>) block.set_body(true, 1.f);
     });
   }
 

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "fasttrain/core/error.hpp"
+#include "fasttrain/optim/buffers.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/method.hpp"
 
@@ -81,15 +82,9 @@ class BasicLAMB {
     const bool first = m1_.empty();
     std::size_t i = 0;
     model.for_each_parameter([&](matrix& p, matrix& g) {
-      if (g.rows() != p.rows() || g.cols() != p.cols())
-        throw shape_error(fasttrain::detail::cat("fasttrain::methods::LAMB: gradient ", i, " is ", g.rows(), "x",
-                                                 g.cols(), " but its parameter is ", p.rows(), "x", p.cols(),
-                                                 " (no backward pass before the step?)"));
-      if (first) {
-        m1_.push_back(matrix::Zero(p.rows(), p.cols()));
-        m2_.push_back(matrix::Zero(p.rows(), p.cols()));
-      }
-      if (i >= m1_.size() || m1_[i].rows() != p.rows() || m1_[i].cols() != p.cols()) throw state_mismatch(i);
+      optim::detail::check_gradient(who, i, p, g);
+      matrix& m = optim::detail::state_buffer(who, m1_, first, i, p);
+      matrix& v = optim::detail::state_buffer(who, m2_, first, i, p);
       if (opt_.adapt_vectors || p.cols() != 1) {
         // Two passes: the direction r into a scratch buffer, then p -= lr * trust * r once
         // ||r|| is known (resize() reallocates only when the size changes).
@@ -99,7 +94,7 @@ class BasicLAMB {
           mi = b1 * mi + (1.f - b1) * gi;
           vi = b2 * vi + (1.f - b2) * gi * gi;
           ri = (mi * c1) / (std::sqrt(vi * c2) + eps) + wd * pi;
-        }, p, g, m1_[i], m2_[i], r_);
+        }, p, g, m, v, r_);
         const float pn = std::sqrt(B::squared_norm(p)), rn = std::sqrt(B::squared_norm(r_));
         const float rate = lr * (pn > 0.f && rn > 0.f ? pn / rn : 1.f);
         B::apply([=](float& pi, const float& ri) { pi -= rate * ri; }, p, r_);
@@ -108,11 +103,11 @@ class BasicLAMB {
           mi = b1 * mi + (1.f - b1) * gi;
           vi = b2 * vi + (1.f - b2) * gi * gi;
           pi -= lr * (mi * c1) / (std::sqrt(vi * c2) + eps);
-        }, p, g, m1_[i], m2_[i]);
+        }, p, g, m, v);
       }
       ++i;
     });
-    if (i != m1_.size()) throw state_mismatch(i);
+    if (i != m1_.size()) throw optim::detail::state_mismatch(who, i);
     t_ = t;
   }
 
@@ -141,11 +136,7 @@ class BasicLAMB {
   std::vector<matrix>& second_moments() { return m2_; }
 
  private:
-  config_error state_mismatch(std::size_t i) const {
-    return config_error(fasttrain::detail::cat(
-        "fasttrain::methods::LAMB: the model's parameters do not match the optimizer's state (at parameter ", i,
-        "); an optimizer steps one model; call reset() before using it with another"));
-  }
+  static constexpr const char* who = "fasttrain::methods::LAMB";
 
   LAMBOptions opt_;
   std::int64_t t_ = 0;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fasttrain/core/error.hpp"
+#include "fasttrain/optim/buffers.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/method.hpp"
 
@@ -73,10 +74,7 @@ class BasicLARS {
     const bool first = velocity_.empty();
     std::size_t i = 0;
     model.for_each_parameter([&](matrix& p, matrix& g) {
-      if (g.rows() != p.rows() || g.cols() != p.cols())
-        throw shape_error(fasttrain::detail::cat("fasttrain::methods::LARS: gradient ", i, " is ", g.rows(), "x",
-                                                 g.cols(), " but its parameter is ", p.rows(), "x", p.cols(),
-                                                 " (no backward pass before the step?)"));
+      optim::detail::check_gradient(who, i, p, g);
       const bool adapt = opt_.adapt_vectors || p.cols() != 1;
       const float wd = adapt ? opt_.weight_decay : 0.f;
       float local = 1.f;
@@ -86,19 +84,16 @@ class BasicLARS {
       }
       const float rate = lr * local;
       if (mu > 0.f) {
-        if (first) velocity_.push_back(matrix::Zero(p.rows(), p.cols()));
-        if (i >= velocity_.size() || velocity_[i].rows() != p.rows() || velocity_[i].cols() != p.cols())
-          throw state_mismatch(i);
         B::apply([=](float& pi, const float& gi, float& vi) {
           vi = mu * vi + rate * (gi + wd * pi);
           pi -= vi;
-        }, p, g, velocity_[i]);
+        }, p, g, optim::detail::state_buffer(who, velocity_, first, i, p));
       } else {
         B::apply([=](float& pi, const float& gi) { pi -= rate * (gi + wd * pi); }, p, g);
       }
       ++i;
     });
-    if (mu > 0.f && i != velocity_.size()) throw state_mismatch(i);
+    if (mu > 0.f && i != velocity_.size()) throw optim::detail::state_mismatch(who, i);
   }
 
   /// Momentum buffers, in parameter order (empty before the first step, and without momentum).
@@ -118,11 +113,7 @@ class BasicLARS {
   void reset() { velocity_.clear(); }
 
  private:
-  config_error state_mismatch(std::size_t i) const {
-    return config_error(fasttrain::detail::cat(
-        "fasttrain::methods::LARS: the model's parameters do not match the optimizer's state (at parameter ", i,
-        "); an optimizer steps one model; call reset() before using it with another"));
-  }
+  static constexpr const char* who = "fasttrain::methods::LARS";
 
   LARSOptions opt_;
   std::vector<matrix> velocity_;

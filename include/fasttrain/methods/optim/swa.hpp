@@ -60,12 +60,12 @@ std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int
   std::vector<saved> bn;
   std::vector<std::pair<bool, float>> bodies;
   nn::visit_layers(model, [&](auto& l) {
-    if constexpr (requires { l.running_mean; l.running_var; l.set_momentum(1.f); l.momentum(); }) {
+    if constexpr (nn::RunningStatistics<decltype(l)>) {
       bn.push_back({l.momentum(), cpu::eigen::matrix::Zero(l.running_mean.rows(), l.running_mean.cols()),
                     cpu::eigen::matrix::Zero(l.running_var.rows(), l.running_var.cols())});
       l.set_momentum(1.f);  // after a forward, running_* hold that forward's statistics
     }
-    if constexpr (requires { l.set_body(true, 1.f); }) {
+    if constexpr (nn::SkippableBody<decltype(l)>) {
       bodies.emplace_back(l.body_active(), l.body_scale());
       l.set_body(true, 1.f);
     }
@@ -81,7 +81,7 @@ std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int
     (void)model.forward(x, nn::Mode::train);
     std::size_t i = 0;
     nn::visit_layers(model, [&](auto& l) {
-      if constexpr (requires { l.running_mean; l.running_var; l.set_momentum(1.f); l.momentum(); }) {
+      if constexpr (nn::RunningStatistics<decltype(l)>) {
         bn[i].mean_sum += l.running_mean;
         bn[i].var_sum += l.running_var;
         ++i;
@@ -91,13 +91,13 @@ std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int
   }
   std::size_t i = 0, b = 0;
   nn::visit_layers(model, [&](auto& l) {
-    if constexpr (requires { l.running_mean; l.running_var; l.set_momentum(1.f); l.momentum(); }) {
+    if constexpr (nn::RunningStatistics<decltype(l)>) {
       l.running_mean = bn[i].mean_sum / static_cast<float>(chunks);
       l.running_var = bn[i].var_sum / static_cast<float>(chunks);
       l.set_momentum(bn[i].momentum);
       ++i;
     }
-    if constexpr (requires { l.set_body(true, 1.f); }) {
+    if constexpr (nn::SkippableBody<decltype(l)>) {
       l.set_body(bodies[b].first, bodies[b].second);
       ++b;
     }
@@ -144,7 +144,7 @@ class SWA {
   void on_fit_begin(Ctx& ctx) {
     std::int64_t bn = 0;
     nn::visit_layers(ctx.model, [&](auto& l) {
-      if constexpr (requires { l.running_mean; }) ++bn;
+      if constexpr (nn::RunningStatistics<decltype(l)>) ++bn;
     });
     if (bn > 0 && (!ctx.data || !ctx.data->dataset()))
       throw config_error("fasttrain::methods::SWA: the model has BatchNorm layers, whose statistics SWA recomputes "
