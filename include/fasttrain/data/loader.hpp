@@ -68,6 +68,7 @@ class Loader {
     n_ = ds.size();
     sample_size_ = static_cast<std::int64_t>(ds.features.rows());
     nb_ = opt.drop_last ? n_ / opt.batch_size : (n_ + opt.batch_size - 1) / opt.batch_size;
+    next_bs_ = opt.batch_size;
     if (opt.prefetch > 0) {
       slots_.resize(static_cast<std::size_t>(std::min<std::int64_t>(opt.prefetch, nb_)));
       worker_ = std::thread([this] { produce(); });
@@ -105,10 +106,10 @@ class Loader {
             opt_.batch_size, "), got ", b);
     require(!opt_.drop_last || b <= n_, "data::Loader::set_batch_size: drop_last with batch size ", b,
             " larger than the dataset (", n_, " samples) leaves no batch in an epoch");
-    next_bs_ = b;
+    next_bs_ = b ? b : opt_.batch_size;
   }
   /// Samples per batch of the epoch started (of the next one before any start_epoch).
-  std::int64_t batch_size() const { return started_ ? bs_ : (next_bs_ ? next_bs_ : opt_.batch_size); }
+  std::int64_t batch_size() const { return started_ ? bs_ : next_bs_; }
 
   /// Begins epoch `epoch` (>= 0): its order is Rng::derive(seed, epoch).shuffle of 0..N-1
   /// (identity when shuffle is off). Cancels whatever is left of the previous epoch.
@@ -129,8 +130,7 @@ class Loader {
     for (std::size_t k = 0; k < order.size(); ++k)
       fasttrain::detail::require(order[k] >= 0 && order[k] < n_, "data::Loader::start_epoch: entry ", k,
                                  " of the given order is ", order[k], ", not a sample index in [0, ", n_, ")");
-    const std::int64_t bs = next_bs_ ? next_bs_ : opt_.batch_size;
-    fasttrain::detail::require(!opt_.drop_last || static_cast<std::int64_t>(order.size()) >= bs,
+    fasttrain::detail::require(!opt_.drop_last || static_cast<std::int64_t>(order.size()) >= next_bs_,
                                "data::Loader::start_epoch: drop_last with an order of ", order.size(),
                                " samples, fewer than a batch, leaves no batch");
     order_ = std::move(order);
@@ -179,7 +179,7 @@ class Loader {
   // Starts the epoch whose order is in order_, at batch `first_batch`.
   void begin(std::int64_t first_batch) {
     order_size_ = order_.size();
-    bs_ = next_bs_ ? next_bs_ : opt_.batch_size;
+    bs_ = next_bs_;
     const auto n = static_cast<std::int64_t>(order_size_);
     epoch_nb_ = opt_.drop_last ? n / bs_ : (n + bs_ - 1) / bs_;
     fasttrain::detail::require(first_batch >= 0 && first_batch <= epoch_nb_,
@@ -298,7 +298,7 @@ class Loader {
   std::int64_t consumed_ = 0;         // batches handed out this epoch
   std::int64_t epoch_nb_ = 0;         // batches in this epoch
   std::int64_t bs_ = 1;               // samples per batch in this epoch
-  std::int64_t next_bs_ = 0;          // set_batch_size's value; 0: opt_.batch_size
+  std::int64_t next_bs_ = 0;          // batch size of the next epoch (set_batch_size, else the options')
   std::size_t order_size_ = 0;        // samples in this epoch's order
   std::vector<std::int64_t> order_;   // the epoch's order (prefetch = 0) or scratch
 
