@@ -37,6 +37,16 @@ if(FASTTRAIN_INSTALL)
           FILE fasttrainTargets.cmake
           DESTINATION "${FASTTRAIN_INSTALL_CMAKEDIR}")
 
+  # The optional component fasttrain::dist (MPI), in its own export set: find_package(fasttrain
+  # COMPONENTS dist) loads it, and MPI with it.
+  if(TARGET fasttrain_dist)
+    install(TARGETS fasttrain_dist EXPORT fasttrainDistTargets)
+    install(EXPORT fasttrainDistTargets
+            NAMESPACE fasttrain::
+            FILE fasttrainDistTargets.cmake
+            DESTINATION "${FASTTRAIN_INSTALL_CMAKEDIR}")
+  endif()
+
   configure_package_config_file(
     "${CMAKE_CURRENT_LIST_DIR}/fasttrainConfig.cmake.in"
     "${PROJECT_BINARY_DIR}/fasttrainConfig.cmake"

@@ -17,6 +17,9 @@ packages=(
   zlib1g-dev
   ccache
   dataset-fashion-mnist
+  # fasttrain::dist (data-parallel training over MPI): its tests run 2 ranks under mpiexec
+  libopenmpi-dev
+  openmpi-bin
   # scripts/fuzz.sh: clang++ and the libFuzzer/sanitizer runtimes (libclang_rt.fuzzer-x86_64.a),
   # which clang only recommends (Debian 12: clang -> clang-14, libclang-rt-dev -> libclang-rt-14-dev)
   clang

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <memory>
 #include <numeric>
 #include <set>
 #include <string>
@@ -680,6 +681,68 @@ TEST_CASE("Loader: set_batch_size re-cuts the next epochs into other batches; th
   dl.set_batch_size(20);
   CHECK(epoch_batches(dl, 0).size() == 2);  // 40 of 50 samples, in 2 batches
   CHECK(dl.samples_in_epoch() == 40);
+}
+
+TEST_CASE("shard_order cuts each global batch in rank order and the tail evenly") {
+  std::vector<std::int64_t> order(11);
+  std::iota(order.begin(), order.end(), std::int64_t{100});
+  // 2 shards, batch 2: global batches {100..103}, {104..107}; the tail {108, 109} cut 1 + 1; 110 left over.
+  CHECK(data::shard_order(order, 2, 0, 2) == std::vector<std::int64_t>{100, 101, 104, 105, 108});
+  CHECK(data::shard_order(order, 2, 1, 2) == std::vector<std::int64_t>{102, 103, 106, 107, 109});
+  // 3 shards, batch 4: 3 samples each, all in the tail.
+  CHECK(data::shard_order(order, 4, 2, 3) == std::vector<std::int64_t>{106, 107, 108});
+  CHECK(data::shard_order(order, 4, 0, 1) == order);
+  CHECK_THROWS_WITH_AS(data::shard_order(order, 2, 2, 2), doctest::Contains("shard must be in [0, 2)"), config_error);
+  CHECK_THROWS_WITH_AS(data::shard_order(order, 0, 0, 2), doctest::Contains("batch size must be >= 1"), config_error);
+  CHECK_THROWS_WITH_AS(data::shard_order({1, 2}, 1, 0, 3), doctest::Contains("cannot be cut into 3 shards"),
+                       config_error);
+}
+
+TEST_CASE("Loader: W sharded loaders with batch b hand out, step by step, the batches of one loader with batch W*b") {
+  const data::Dataset ds = counting(103);
+  for (const int w : {2, 3}) {
+    for (const int prefetch : {0, 2}) {
+      CAPTURE(w);
+      CAPTURE(prefetch);
+      data::Loader whole(ds, {.batch_size = 4 * w, .seed = 9, .prefetch = prefetch});
+      std::vector<std::unique_ptr<data::Loader>> shards;
+      for (int r = 0; r < w; ++r)
+        shards.push_back(std::make_unique<data::Loader>(
+            ds, data::LoaderOptions{.batch_size = 4, .seed = 9, .prefetch = prefetch, .num_shards = w, .shard = r}));
+      const std::int64_t per_rank = 103 / w;
+      for (const auto& l : shards) {
+        CHECK(l->samples_per_epoch() == per_rank);
+        CHECK(l->batches_per_epoch() == (per_rank + 3) / 4);
+      }
+      for (std::int64_t e = 0; e < 2; ++e) {
+        const auto reference = order_of(epoch_batches(whole, e));
+        std::vector<std::vector<data::Batch<>>> parts;
+        for (auto& l : shards) parts.push_back(epoch_batches(*l, e));
+        std::vector<std::int64_t> interleaved;
+        for (std::size_t k = 0; k < parts[0].size(); ++k)
+          for (int r = 0; r < w; ++r) {
+            REQUIRE(parts[static_cast<std::size_t>(r)].size() == parts[0].size());  // same steps on every rank
+            const auto& b = parts[static_cast<std::size_t>(r)][k];
+            CHECK(b.size() == parts[0][k].size());                                 // same batch sizes too
+            check_contents(ds, b);
+            interleaved.insert(interleaved.end(), b.indices.begin(), b.indices.end());
+          }
+        // The ranks' k-th batches, side by side, are the whole loader's k-th batch; only the
+        // n mod W samples at the end of the order are left out.
+        REQUIRE(interleaved.size() == static_cast<std::size_t>(per_rank * w));
+        CHECK(std::equal(interleaved.begin(), interleaved.end(), reference.begin()));
+      }
+    }
+  }
+  data::Loader dl(ds, {.batch_size = 40, .drop_last = true, .prefetch = 0, .num_shards = 2, .shard = 1});
+  CHECK(dl.batches_per_epoch() == 1);  // 51 samples per shard: one batch of 40
+  CHECK_THROWS_WITH_AS(data::Loader(ds, {.batch_size = 52, .drop_last = true, .num_shards = 2}),
+                       doctest::Contains("larger than the shard (51 samples)"), config_error);
+  CHECK_THROWS_WITH_AS(data::Loader(ds, {.num_shards = 2, .shard = 2}), doctest::Contains("shard must be in [0, num_shards = 2)"),
+                       config_error);
+  CHECK_THROWS_WITH_AS(data::Loader(ds, {.num_shards = 0}), doctest::Contains("num_shards must be >= 1"), config_error);
+  CHECK_THROWS_WITH_AS(data::Loader(ds, {.num_shards = 104}), doctest::Contains("cannot be cut into 104 shards"),
+                       config_error);
 }
 
 TEST_CASE("Loader: start_epoch mid-epoch cancels cleanly, then a full new epoch reads correctly") {

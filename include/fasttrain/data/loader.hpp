@@ -21,6 +21,11 @@
 // set_batch_size(b) changes the batch size from the next start_epoch on (BatchSizeWarmup
 // does, through the Trainer's DataControl); the order of the samples does not depend on it.
 //
+// With num_shards = W > 1 (data-parallel training, one loader per rank) every epoch's
+// order -- the loader's own or one given to start_epoch -- is cut by shard_order(): rank r
+// draws its part of each global batch of W * batch_size samples, and all ranks get the same
+// number of samples and batches.
+//
 // The Loader keeps a reference to the Dataset: the dataset must outlive it and must not
 // be modified while an epoch is in flight (between start_epoch() and the next() that
 // returns false). The worker starts gathering only at start_epoch() (or the first next()).
@@ -49,7 +54,40 @@ struct LoaderOptions {
   std::uint64_t seed = 0;
   bool drop_last = false;   ///< drop the last, smaller batch of an epoch
   int prefetch = 2;         ///< batches prepared ahead by a background thread; 0 = no thread
+  /// Data-parallel training (dist::DataParallel): this loader draws part `shard` of
+  /// `num_shards` of every epoch's order, as shard_order() cuts it. 1: the whole epoch.
+  int num_shards = 1;
+  int shard = 0;
 };
+
+/// Part `shard` of `num_shards` of an epoch's `order`, for ranks that each draw batches of
+/// `batch` samples. Global batch k is the order's entries [k*W*b, (k+1)*W*b) (W shards, b
+/// samples per rank), cut in shard order: rank r's batch k is entries [k*W*b + r*b, +b), so
+/// that W ranks with batch b see, step by step, the batches one process with batch W*b would
+/// see. The last, partial global batch is cut evenly too: every shard gets floor(n / W)
+/// samples and the same number of batches, and the n mod W entries left over are not drawn
+/// in this epoch (a different few each epoch when the order is shuffled). Throws
+/// config_error when the order has fewer than W entries or the arguments are out of range.
+inline std::vector<std::int64_t> shard_order(const std::vector<std::int64_t>& order, std::int64_t batch, int shard,
+                                             int num_shards) {
+  using fasttrain::detail::require;
+  require(num_shards >= 1, "data::shard_order: num_shards must be >= 1, got ", num_shards);
+  require(shard >= 0 && shard < num_shards, "data::shard_order: shard must be in [0, ", num_shards, "), got ", shard);
+  require(batch >= 1, "data::shard_order: the batch size must be >= 1, got ", batch);
+  const auto n = static_cast<std::int64_t>(order.size()), w = static_cast<std::int64_t>(num_shards);
+  const std::int64_t per_rank = n / w;
+  require(per_rank >= 1, "data::shard_order: an epoch of ", n, " samples cannot be cut into ", num_shards,
+          " shards (each needs at least one sample)");
+  const std::int64_t full = per_rank / batch, tail = per_rank - full * batch;
+  std::vector<std::int64_t> out;
+  out.reserve(static_cast<std::size_t>(per_rank));
+  const auto take = [&](std::int64_t from, std::int64_t count) {
+    out.insert(out.end(), order.begin() + from, order.begin() + from + count);
+  };
+  for (std::int64_t k = 0; k < full; ++k) take(k * w * batch + shard * batch, batch);
+  if (tail > 0) take(full * w * batch + shard * tail, tail);
+  return out;
+}
 
 class Loader {
  public:
@@ -62,12 +100,19 @@ class Loader {
     require(opt.batch_size >= 1, who, ": batch_size must be >= 1, got ", opt.batch_size);
     require(opt.prefetch >= 0, who, ": prefetch must be >= 0 (0 = no background thread), got ", opt.prefetch);
     require(ds.size() > 0, who, ": the dataset is empty");
-    require(!opt.drop_last || opt.batch_size <= ds.size(), who, ": drop_last with batch_size ", opt.batch_size,
-            " larger than the dataset (", ds.size(), " samples) leaves no batch in an epoch");
+    require(opt.num_shards >= 1, who, ": num_shards must be >= 1, got ", opt.num_shards);
+    require(opt.shard >= 0 && opt.shard < opt.num_shards, who, ": shard must be in [0, num_shards = ", opt.num_shards,
+            "), got ", opt.shard);
+    require(ds.size() >= opt.num_shards, who, ": ", ds.size(), " samples cannot be cut into ", opt.num_shards,
+            " shards");
+    require(!opt.drop_last || opt.batch_size <= ds.size() / opt.num_shards, who, ": drop_last with batch_size ",
+            opt.batch_size, " larger than the ", opt.num_shards > 1 ? "shard" : "dataset", " (",
+            ds.size() / opt.num_shards, " samples) leaves no batch in an epoch");
     ds.validate();
     n_ = ds.size();
+    shard_n_ = n_ / opt.num_shards;
     sample_size_ = static_cast<std::int64_t>(ds.features.rows());
-    nb_ = opt.drop_last ? n_ / opt.batch_size : (n_ + opt.batch_size - 1) / opt.batch_size;
+    nb_ = opt.drop_last ? shard_n_ / opt.batch_size : (shard_n_ + opt.batch_size - 1) / opt.batch_size;
     next_bs_ = opt.batch_size;
     if (opt.prefetch > 0) {
       slots_.resize(static_cast<std::size_t>(std::min<std::int64_t>(opt.prefetch, nb_)));
@@ -90,10 +135,11 @@ class Loader {
     if (worker_.joinable()) worker_.join();
   }
 
-  /// Batches per epoch: ceil(size / batch_size), or floor with drop_last.
+  /// Batches per epoch: ceil(size / batch_size), or floor with drop_last (size: of this
+  /// loader's shard, floor(dataset size / num_shards), when num_shards > 1).
   std::int64_t batches_per_epoch() const { return nb_; }
   /// Samples per epoch: size, or batches_per_epoch * batch_size with drop_last.
-  std::int64_t samples_per_epoch() const { return opt_.drop_last ? nb_ * opt_.batch_size : n_; }
+  std::int64_t samples_per_epoch() const { return opt_.drop_last ? nb_ * opt_.batch_size : shard_n_; }
   const Dataset& dataset() const { return ds_; }
   const LoaderOptions& options() const { return opt_; }
 
@@ -104,8 +150,9 @@ class Loader {
     using fasttrain::detail::require;
     require(b >= 0, "data::Loader::set_batch_size: the batch size must be >= 1 (or 0 for the options' ",
             opt_.batch_size, "), got ", b);
-    require(!opt_.drop_last || b <= n_, "data::Loader::set_batch_size: drop_last with batch size ", b,
-            " larger than the dataset (", n_, " samples) leaves no batch in an epoch");
+    require(!opt_.drop_last || b <= shard_n_, "data::Loader::set_batch_size: drop_last with batch size ", b,
+            " larger than the ", opt_.num_shards > 1 ? "shard" : "dataset", " (", shard_n_,
+            " samples) leaves no batch in an epoch");
     next_bs_ = b ? b : opt_.batch_size;
   }
   /// Samples per batch of the epoch started (of the next one before any start_epoch).
@@ -130,8 +177,11 @@ class Loader {
     for (std::size_t k = 0; k < order.size(); ++k)
       fasttrain::detail::require(order[k] >= 0 && order[k] < n_, "data::Loader::start_epoch: entry ", k,
                                  " of the given order is ", order[k], ", not a sample index in [0, ", n_, ")");
-    fasttrain::detail::require(!opt_.drop_last || static_cast<std::int64_t>(order.size()) >= next_bs_,
-                               "data::Loader::start_epoch: drop_last with an order of ", order.size(),
+    const auto shard_size = static_cast<std::int64_t>(order.size()) / opt_.num_shards;
+    fasttrain::detail::require(shard_size >= 1, "data::Loader::start_epoch: an order of ", order.size(),
+                               " samples cannot be cut into ", opt_.num_shards, " shards");
+    fasttrain::detail::require(!opt_.drop_last || shard_size >= next_bs_, "data::Loader::start_epoch: drop_last with ",
+                               opt_.num_shards > 1 ? "a shard" : "an order", " of ", shard_size,
                                " samples, fewer than a batch, leaves no batch");
     order_ = std::move(order);
     begin(first_batch);
@@ -176,10 +226,12 @@ class Loader {
     State state = empty;
   };
 
-  // Starts the epoch whose order is in order_, at batch `first_batch`.
+  // Starts the epoch whose order is in order_ (the whole epoch's: it is cut to this loader's
+  // shard here), at batch `first_batch`.
   void begin(std::int64_t first_batch) {
-    order_size_ = order_.size();
     bs_ = next_bs_;
+    if (opt_.num_shards > 1) order_ = shard_order(order_, bs_, opt_.shard, opt_.num_shards);
+    order_size_ = order_.size();
     const auto n = static_cast<std::int64_t>(order_size_);
     epoch_nb_ = opt_.drop_last ? n / bs_ : (n + bs_ - 1) / bs_;
     fasttrain::detail::require(first_batch >= 0 && first_batch <= epoch_nb_,
@@ -291,7 +343,7 @@ class Loader {
 
   const Dataset& ds_;
   LoaderOptions opt_;
-  std::int64_t n_ = 0, nb_ = 0, sample_size_ = 0;
+  std::int64_t n_ = 0, shard_n_ = 0, nb_ = 0, sample_size_ = 0;  // shard_n_: samples per epoch of the shard
 
   // Owned by the calling thread.
   bool started_ = false;

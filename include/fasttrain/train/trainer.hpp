@@ -553,6 +553,9 @@ class Trainer {
       d += fasttrain::detail::cat(" seed=", src.options().seed, " batch_size=", src.options().batch_size,
                                   " shuffle=", src.options().shuffle, " drop_last=", src.options().drop_last,
                                   " size=", src.dataset().size());
+    if constexpr (requires { src.options().num_shards; })
+      if (src.options().num_shards > 1)
+        d += fasttrain::detail::cat(" shard=", src.options().shard, "/", src.options().num_shards);
     return d;
   }
   template <class Source>
