@@ -16,7 +16,7 @@ batch=${3:-64}
 epochs=${4:-1}
 [[ -x $bin ]] || { echo "data_parallel: $bin not built (see the header of this script)" >&2; exit 1; }
 flags=()
-mpiexec --version 2>/dev/null | grep -q "Open MPI" && flags=(--oversubscribe --allow-run-as-root)
+mpiexec --version 2>/dev/null | grep -qE "Open MPI|OpenRTE" && flags=(--oversubscribe --allow-run-as-root)
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1
 
 out=$(mktemp)

@@ -67,7 +67,9 @@ struct DataParallelOptions {
 
 /// What DataParallel measured in the current run.
 struct DataParallelStats {
-  double communication_seconds = 0;  ///< in the gradient allreduces (packing and scaling included)
+  /// In the gradient allreduces, packing and scaling included, and waiting for the slowest
+  /// rank to arrive: on a loaded or uneven machine that wait dominates.
+  double communication_seconds = 0;
   std::int64_t reductions = 0;       ///< steps whose gradients were averaged
   std::int64_t messages = 0;         ///< allreduce calls (buckets)
   std::int64_t bytes = 0;            ///< gradient bytes each rank contributed
