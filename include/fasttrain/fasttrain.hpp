@@ -19,3 +19,5 @@
 #include "fasttrain/io/io.hpp"
 #include "fasttrain/methods/methods.hpp"
 #include "fasttrain/recipes/recipes.hpp"
+#include "fasttrain/eval/eval.hpp"
+#include "fasttrain/profile/profile.hpp"

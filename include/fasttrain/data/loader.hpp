@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -58,6 +59,12 @@ struct LoaderOptions {
   /// `num_shards` of every epoch's order, as shard_order() cuts it. 1: the whole epoch.
   int num_shards = 1;
   int shard = 0;
+  /// Optional: called on every batch after it is gathered, on the prefetch thread when there
+  /// is one (so it overlaps training), with an Rng that depends only on (seed, epoch, batch
+  /// index): augmentation here is as deterministic as the order. It may change the inputs'
+  /// values, not the batch's shape or size. Heavy work here is what makes a run data-bound
+  /// (docs/profiling.md).
+  std::function<void(Batch<>& batch, Rng& rng)> transform{};
 };
 
 /// Part `shard` of `num_shards` of an epoch's `order`, for ranks that each draw batches of
@@ -165,6 +172,7 @@ class Loader {
   void start_epoch(std::int64_t epoch, std::int64_t first_batch = 0) {
     fasttrain::detail::require(epoch >= 0, "data::Loader::start_epoch: epoch must be >= 0, got ", epoch);
     make_order(epoch, order_);
+    epoch_ = epoch;
     begin(first_batch);
   }
 
@@ -184,6 +192,7 @@ class Loader {
                                opt_.num_shards > 1 ? "a shard" : "an order", " of ", shard_size,
                                " samples, fewer than a batch, leaves no batch");
     order_ = std::move(order);
+    epoch_ = epoch;
     begin(first_batch);
   }
 
@@ -203,7 +212,7 @@ class Loader {
     if (!started_) start_epoch(0);
     if (consumed_ >= epoch_nb_) return false;
     if (!worker_.joinable()) {
-      gather(order_, consumed_, bs_, out);
+      gather(order_, epoch_, consumed_, bs_, out);
       ++consumed_;
       return true;
     }
@@ -245,6 +254,7 @@ class Loader {
         pending_first_ = first_batch;
         pending_nb_ = epoch_nb_;
         pending_bs_ = bs_;
+        pending_epoch_ = epoch_;
         for (auto& s : slots_)
           if (s.state == Slot::ready) s.state = Slot::empty;
         error_ = nullptr;
@@ -270,7 +280,8 @@ class Loader {
 
   // Fills `b` with batch `k` (of `bs` samples) of the epoch whose order is `order`. Reads only
   // the dataset and `order`; called by the worker (prefetch > 0) or by next() (prefetch = 0).
-  void gather(const std::vector<std::int64_t>& order, std::int64_t k, std::int64_t bs, Batch<>& b) const {
+  void gather(const std::vector<std::int64_t>& order, std::int64_t epoch, std::int64_t k, std::int64_t bs,
+              Batch<>& b) const {
     if (ds_.size() != n_ || static_cast<std::int64_t>(ds_.labels.size()) != n_ ||
         static_cast<std::int64_t>(ds_.features.rows()) != sample_size_)
       throw data_error(ds_.name.empty() ? std::string("<unnamed dataset>") : ds_.name,
@@ -291,13 +302,24 @@ class Loader {
       b.labels[static_cast<std::size_t>(j)] = ds_.labels[static_cast<std::size_t>(i)];
       b.indices[static_cast<std::size_t>(j)] = i;
     }
+    if (opt_.transform) {
+      Rng rng = Rng::derive(opt_.seed ^ 0x7472616e73666f72ULL,  // "transfor": apart from the order's stream
+                            (static_cast<std::uint64_t>(epoch) << 32) ^ static_cast<std::uint64_t>(k));
+      const Shape shape = b.inputs.shape;
+      opt_.transform(b, rng);
+      if (!(b.inputs.shape == shape) || b.inputs.batch() != count)
+        throw config_error(fasttrain::detail::cat("data::Loader: the transform changed the batch from ", count,
+                                                  " samples of ", shape.str(), " to ", b.inputs.batch(),
+                                                  " samples of ", b.inputs.shape.str(),
+                                                  "; it may change values only"));
+    }
   }
 
   // The worker: fills slot k % P with batch k of the newest epoch, in order, as slots free up.
   void produce() {
     std::vector<std::int64_t> order;
     std::uint64_t gen = 0;  // 0: no epoch yet
-    std::int64_t k = 0, nb = 0, bs = 1;
+    std::int64_t k = 0, nb = 0, bs = 1, ep = 0;
     bool failed = false;
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
@@ -312,6 +334,7 @@ class Loader {
         k = pending_first_;
         nb = pending_nb_;
         bs = pending_bs_;
+        ep = pending_epoch_;
         failed = false;
         continue;
       }
@@ -321,7 +344,7 @@ class Loader {
       lk.unlock();
       std::exception_ptr err;
       try {
-        gather(order, batch, bs, s.batch);
+        gather(order, ep, batch, bs, s.batch);
       } catch (...) {
         err = std::current_exception();
       }
@@ -350,6 +373,7 @@ class Loader {
   std::int64_t consumed_ = 0;         // batches handed out this epoch
   std::int64_t epoch_nb_ = 0;         // batches in this epoch
   std::int64_t bs_ = 1;               // samples per batch in this epoch
+  std::int64_t epoch_ = 0;            // the epoch started
   std::int64_t next_bs_ = 0;          // batch size of the next epoch (set_batch_size, else the options')
   std::size_t order_size_ = 0;        // samples in this epoch's order
   std::vector<std::int64_t> order_;   // the epoch's order (prefetch = 0) or scratch
@@ -360,7 +384,7 @@ class Loader {
   std::condition_variable producer_cv_, consumer_cv_;
   std::vector<Slot> slots_;
   std::vector<std::int64_t> pending_order_;
-  std::int64_t pending_first_ = 0, pending_nb_ = 0, pending_bs_ = 1;
+  std::int64_t pending_first_ = 0, pending_nb_ = 0, pending_bs_ = 1, pending_epoch_ = 0;
   std::uint64_t generation_ = 0;
   std::exception_ptr error_;
   bool stop_ = false;

@@ -43,6 +43,7 @@
 #include "fasttrain/train/evaluate.hpp"
 #include "fasttrain/train/events.hpp"
 #include "fasttrain/train/method.hpp"
+#include "fasttrain/train/phases.hpp"
 #include "fasttrain/train/progress.hpp"
 #include "fasttrain/train/result.hpp"
 
@@ -192,6 +193,8 @@ class Trainer {
   using composition = detail::composition<Methods...>;
   static_assert(composition::no_conflicts);
   static constexpr std::size_t num_methods = sizeof...(Methods);
+  static_assert((static_cast<int>(PhaseTimer<Methods>) + ... + 0) <= 1,
+                "fasttrain::Trainer: the recipe has more than one phase timer (profile::Profiler); keep one");
 
  public:
   using model_type = Model;
@@ -201,6 +204,8 @@ class Trainer {
   using tensor = typename backend::tensor;
   using batch_type = data::Batch<backend>;
   using methods_tuple = typename composition::sorted_tuple;  ///< methods in execution order
+  /// Whether the recipe holds a phase timer (profile::Profiler): only then are phases timed.
+  static constexpr bool profiled = (PhaseTimer<Methods> || ... || false);
 
   using fit_context = FitContext<Model, Optimizer>;
   using batch_context = BatchContext<Model>;
@@ -296,6 +301,7 @@ class Trainer {
     Progress progress(opt.progress);
     const double epochs_total = opt.max_duration.unit == Unit::epoch ? opt.max_duration.value : 0.0;
 
+    if constexpr (profiled) timer().begin_timing(method_names());
     fit_context fctx{model_, optimizer_, time_, &*data_};
     emit<event::fit_begin>(fctx);
     // Resuming continues inside the epoch the checkpoint was written in: epoch_begin has
@@ -334,7 +340,7 @@ class Trainer {
       // last batch's repeats still run.
       const bool repeats_are_free = opt.max_duration.unit == Unit::epoch || opt.max_duration.unit == Unit::sample;
       while ((!time_.reached(opt.max_duration) || (repeat_batch_ && repeats_are_free)) &&
-             (repeat_batch_ || train.next(batch_))) {
+             (repeat_batch_ || timed<Phase::data>([&] { return train.next(batch_); }))) {
         const bool fresh = !repeat_batch_;
         repeat_batch_ = false;
         try {
@@ -375,7 +381,9 @@ class Trainer {
       if (test) {
         const auto e0 = clock::now();
         rec.test_accuracy = evaluate(*test, opt.eval_chunk);
-        result_.eval_seconds += std::chrono::duration<double>(clock::now() - e0).count();
+        const double eval_seconds = std::chrono::duration<double>(clock::now() - e0).count();
+        result_.eval_seconds += eval_seconds;
+        if constexpr (profiled) timer().add_phase(Phase::eval, eval_seconds);
         if (opt.target_accuracy && rec.test_accuracy >= *opt.target_accuracy && !result_.time_to_target_seconds) {
           result_.time_to_target_seconds = time_.seconds;
           result_.stop_reason = "target";
@@ -687,7 +695,8 @@ class Trainer {
     emit<event::batch_begin>(bctx);
     emit<event::before_forward>(bctx);
 
-    const tensor& out = model_.forward(batch.inputs, nn::Mode::train);
+    const tensor& out = timed<Phase::forward>([&]() -> const tensor& { return model_.forward(batch.inputs, nn::Mode::train); });
+    if constexpr (profiled) timer().add_step(batch.size(), batch.inputs.shape);
     forward_context fwd{batch, out, model_, time_};
     emit<event::after_forward>(fwd);
 
@@ -695,15 +704,15 @@ class Trainer {
     float loss_value = std::nan("");
     loss_context lctx{batch, out, targets, loss_value, time_};
     emit<event::before_loss>(lctx);
-    loss_value = loss_.forward(out, targets);
+    loss_value = timed<Phase::loss>([&] { return loss_.forward(out, targets); });
     emit<event::after_loss>(lctx);
     if (check_finite && !std::isfinite(loss_value)) diverged(loss_value, batch);
     last_finite_loss_ = loss_value;
 
-    loss_.backward(grad_out_);
+    timed<Phase::loss>([&] { loss_.backward(grad_out_); });
     backward_context bw{batch, grad_out_, loss_value, model_, time_};
     emit<event::before_backward>(bw);
-    model_.backward(grad_out_);
+    timed<Phase::backward>([&] { model_.backward(grad_out_); });
     emit<event::after_backward>(bw);
 
     float lr_multiplier = sched(time_) * lr_scale_;
@@ -715,8 +724,8 @@ class Trainer {
     sctx.recompute = nullptr;
     step_batch_ = nullptr;
     step_targets_ = nullptr;
-    if (check_finite) check_gradients(loss_value);
-    optimizer_.step(model_, lr_multiplier);
+    if (check_finite) timed<Phase::checks>([&] { check_gradients(loss_value); });
+    timed<Phase::step>([&] { optimizer_.step(model_, lr_multiplier); });
     emit<event::after_step>(sctx);
 
     ++time_.batch;
@@ -824,8 +833,59 @@ class Trainer {
     }
   }
   template <class E, class M, class Ctx>
-  static void invoke(M& m, Ctx& ctx) {
-    if constexpr (detail::declares<E, typename M::events>::value) E::call(m, ctx);
+  void invoke(M& m, Ctx& ctx) {
+    if constexpr (detail::declares<E, typename M::events>::value) {
+      // Hook times are training time: evaluation's hooks are part of the eval phase.
+      if constexpr (profiled && !PhaseTimer<M> && !std::is_same_v<E, event::eval_begin> &&
+                    !std::is_same_v<E, event::eval_end>) {
+        const auto t0 = std::chrono::steady_clock::now();
+        E::call(m, ctx);
+        timer().add_method(index_of<M>(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      } else {
+        E::call(m, ctx);
+      }
+    }
+  }
+
+  // ---- phase timing (compiled only when the recipe holds a PhaseTimer) ---------------
+  template <class M, std::size_t I = 0>
+  static constexpr std::size_t index_of() {
+    if constexpr (std::is_same_v<M, std::tuple_element_t<I, methods_tuple>>) return I;
+    else return index_of<M, I + 1>();
+  }
+  template <std::size_t I = 0>
+  static constexpr std::size_t timer_index() {
+    if constexpr (PhaseTimer<std::tuple_element_t<I, methods_tuple>>) return I;
+    else return timer_index<I + 1>();
+  }
+  auto& timer() requires profiled { return std::get<timer_index()>(methods_); }
+  std::vector<std::string> method_names() const {
+    std::vector<std::string> names;
+    std::apply(
+        [&](const auto&... m) {
+          ((names.push_back([&] {
+             if constexpr (requires { m.name(); }) return std::string(m.name());
+             else return detail::cat("method ", names.size());
+           }())),
+           ...);
+        },
+        methods_);
+    return names;
+  }
+  /// Runs f(), adding its wall-clock time to phase P when the recipe is profiled.
+  template <Phase P, class F>
+  decltype(auto) timed(F&& f) {
+    if constexpr (profiled) {
+      const auto t0 = std::chrono::steady_clock::now();
+      struct Add {
+        Trainer* self;
+        std::chrono::steady_clock::time_point t0;
+        ~Add() { self->timer().add_phase(P, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()); }
+      } add{this, t0};
+      return f();
+    } else {
+      return f();
+    }
   }
 };
 
