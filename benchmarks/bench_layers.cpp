@@ -91,7 +91,7 @@ struct Row {
 };
 
 template <class Net>
-std::vector<Row> profile(Net& net, const Shape& in_shape, std::int64_t batch, int reps) {
+std::vector<Row> time_layers(Net& net, const Shape& in_shape, std::int64_t batch, int reps) {
   std::vector<Row> rows;
   Rng rng(1);
   B::tensor x;
@@ -135,10 +135,10 @@ int main(int argc, char** argv) try {
   std::vector<Row> rows;
   if (*model == "cnn") {
     CNN net;
-    rows = profile(net, Shape(1, 28, 28), *batch, *reps);
+    rows = time_layers(net, Shape(1, 28, 28), *batch, *reps);
   } else {
     MLP net;
-    rows = profile(net, Shape(1, 28, 28), *batch, *reps);
+    rows = time_layers(net, Shape(1, 28, 28), *batch, *reps);
   }
   double total_s = 0, total_flops = 0;
   std::printf("%-24s %10s %10s %12s %9s %7s\n", "layer", "fwd ms", "bwd ms", "GFLOP", "GFLOP/s", "% peak");

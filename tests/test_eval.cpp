@@ -231,6 +231,39 @@ TEST_CASE("Study with real training: each budget's schedule decays fully, and st
   CHECK(s.recipe("sgd").budgets[1].accuracy > 0.9);
 }
 
+TEST_CASE("FitOptions::eval_interval: evaluations within epochs, an earlier stop, evaluation time excluded") {
+  const auto train = blobs(300, 1), test = blobs(150, 2);
+  Net net;
+  net.reset_parameters(1);
+  data::Loader loader(train, {.batch_size = 30, .seed = 1, .prefetch = 0});
+  Trainer t{net, optim::SGD{{.lr = 0.1f}}, nn::SoftmaxCrossEntropy{}};
+  FitOptions opt{.max_duration = 2_ep, .progress = ProgressMode::never};
+  opt.eval_interval = Duration{0.5, Unit::epoch};
+  Result r = t.fit(loader, test, opt);
+  REQUIRE(r.history.size() == 4);  // steps 5, 10 (epoch end), 15, 20 (epoch end): no double evaluation
+  CHECK(r.history[0].step == 5);
+  CHECK(r.history[0].epoch == 0);
+  CHECK(r.history[1].step == 10);
+  CHECK(r.history[2].step == 15);
+  CHECK(r.history[3].step == 20);
+  for (std::size_t i = 1; i < r.history.size(); ++i) CHECK(r.history[i].train_seconds >= r.history[i - 1].train_seconds);
+
+  net.reset_parameters(1);
+  opt.eval_interval = Duration{3.0, Unit::batch};
+  opt.target_accuracy = 0.8;
+  r = t.fit(loader, test, opt);
+  CHECK(r.stop_reason == "target");
+  CHECK(r.steps % 3 == 0);  // stopped at an interval's evaluation,
+  CHECK(r.steps < 10);      // before the first epoch's end
+  CHECK(r.history.back().test_accuracy >= 0.8);
+  CHECK(r.time_to_target_seconds.value() == r.train_seconds);
+
+  opt.eval_interval = Duration{1.0, Unit::second};
+  CHECK_THROWS_AS(t.fit(loader, test, opt), config_error);
+  opt.eval_interval = Duration{-1.0, Unit::batch};
+  CHECK_THROWS_AS(t.fit(loader, test, opt), config_error);
+}
+
 // ---- profiling --------------------------------------------------------------------------------
 
 TEST_CASE("Profiler: every phase and method is timed; FLOPs follow the samples actually trained") {

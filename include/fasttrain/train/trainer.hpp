@@ -58,6 +58,10 @@ enum class Divergence {
 struct FitOptions {
   Duration max_duration{10.0, Unit::epoch};  ///< the budget: epochs, batches, samples or seconds
   std::optional<double> target_accuracy{};   ///< stop at the first evaluation reaching it
+  /// Evaluate also every this much training (ep, ba or sp; 0: only at the end of each epoch),
+  /// for a finer accuracy-against-time curve and an earlier stop at the target. Evaluation
+  /// time is never training time.
+  Duration eval_interval{0.0, Unit::epoch};
   std::string name = "fasttrain";            ///< the `name` field of the result's JSON line
   ProgressMode progress = ProgressMode::automatic;
   std::int64_t eval_chunk = 256;   ///< samples per forward pass during evaluation (bounds its memory)
@@ -269,7 +273,8 @@ class Trainer {
   const Time& time() const { return time_; }
 
   /// Trains on `train` until the budget or the target accuracy on `test` is reached.
-  /// Evaluates on `test` after every epoch (and at the end of a partial one).
+  /// Evaluates on `test` after every epoch (and at the end of a partial one), and every
+  /// `opt.eval_interval` within epochs when it is set.
   /// Each call is a new run from the model's current weights: Time, the optimizer's state
   /// (momentum, moments) and the state of methods that have reset() start afresh -- unless
   /// `opt.resume_from` names a checkpoint, whose state then replaces all of it.
@@ -318,11 +323,29 @@ class Trainer {
     using clock = std::chrono::steady_clock;
     float loss_value = 0.f;
     bool done = false;
+    // The next point (in eval_interval's unit) at which to evaluate mid-epoch.
+    const double eval_every = opt.eval_interval.value;
+    double next_eval = eval_every > 0 ? (std::floor(time_.in(opt.eval_interval.unit) / eval_every + 1e-9) + 1) * eval_every : 0;
+    auto evaluate_into_history = [&](EvalRecord rec) {
+      const auto e0 = clock::now();
+      rec.test_accuracy = evaluate(*test, opt.eval_chunk);
+      const double eval_seconds = std::chrono::duration<double>(clock::now() - e0).count();
+      result_.eval_seconds += eval_seconds;
+      if constexpr (profiled) timer().add_phase(Phase::eval, eval_seconds);
+      result_.history.push_back(rec);
+      if (opt.target_accuracy && rec.test_accuracy >= *opt.target_accuracy && !result_.time_to_target_seconds) {
+        result_.time_to_target_seconds = time_.seconds;
+        result_.stop_reason = "target";
+        return true;
+      }
+      return false;
+    };
     while (!done) {
       // Training seconds count everything but evaluation: epoch_begin hooks (a method's
       // scoring pass) and the source's epoch start included.
       const auto t0 = clock::now();
       const double seconds_at_start = time_.seconds;
+      double eval_in_epoch = 0;  // mid-epoch evaluations' seconds: not training time
       if (!mid_epoch) {
         epoch_order_.clear();
         epoch_batch_size_ = 0;
@@ -353,7 +376,7 @@ class Trainer {
         }
         epoch_loss_sum_ += loss_value;
         ++epoch_loss_count_;
-        time_.seconds = seconds_at_start + std::chrono::duration<double>(clock::now() - t0).count();
+        time_.seconds = seconds_at_start + std::chrono::duration<double>(clock::now() - t0).count() - eval_in_epoch;
         batch_context bctx{batch_, model_, time_, &checkpointer, &*data_};
         data_->set_phase(DataControl::Phase::batch_end);
         emit<event::batch_end>(bctx);
@@ -362,7 +385,23 @@ class Trainer {
                         result_.history.empty() ? std::nan("") : result_.history.back().test_accuracy,
                         time_.seconds > 0 ? static_cast<double>(time_.sample) / time_.seconds : 0.0,
                         time_.fraction(), time_.seconds);
+        if (eval_every > 0 && test && time_.in(opt.eval_interval.unit) + 1e-9 >= next_eval) {
+          next_eval = (std::floor(time_.in(opt.eval_interval.unit) / eval_every + 1e-9) + 1) * eval_every;
+          // at the epoch's last batch the end-of-epoch evaluation follows; do not evaluate twice
+          if (time_.batch_in_epoch < time_.batches_per_epoch && !time_.reached(opt.max_duration)) {
+            const auto e0 = clock::now();
+            const bool reached = evaluate_into_history(
+                {time_.epoch, time_.batch, time_.seconds,
+                 epoch_loss_count_ ? epoch_loss_sum_ / static_cast<double>(epoch_loss_count_) : std::nan(""), std::nan("")});
+            eval_in_epoch += std::chrono::duration<double>(clock::now() - e0).count();
+            if (reached) {
+              done = true;
+              break;
+            }
+          }
+        }
       }
+      if (done) break;  // the target was reached mid-epoch
       if (rolled_back) {
         mid_epoch = true;
         continue;
@@ -373,24 +412,16 @@ class Trainer {
         time_.batch_in_epoch = 0;
       }
       emit<event::epoch_end>(fctx);
-      time_.seconds = seconds_at_start + std::chrono::duration<double>(clock::now() - t0).count();
+      time_.seconds = seconds_at_start + std::chrono::duration<double>(clock::now() - t0).count() - eval_in_epoch;
 
       EvalRecord rec{time_.epoch, time_.batch, time_.seconds,
                      epoch_loss_count_ ? epoch_loss_sum_ / static_cast<double>(epoch_loss_count_) : std::nan(""),
                      std::nan("")};
       if (test) {
-        const auto e0 = clock::now();
-        rec.test_accuracy = evaluate(*test, opt.eval_chunk);
-        const double eval_seconds = std::chrono::duration<double>(clock::now() - e0).count();
-        result_.eval_seconds += eval_seconds;
-        if constexpr (profiled) timer().add_phase(Phase::eval, eval_seconds);
-        if (opt.target_accuracy && rec.test_accuracy >= *opt.target_accuracy && !result_.time_to_target_seconds) {
-          result_.time_to_target_seconds = time_.seconds;
-          result_.stop_reason = "target";
-          done = true;
-        }
+        if (evaluate_into_history(rec)) done = true;
+      } else {
+        result_.history.push_back(rec);
       }
-      result_.history.push_back(rec);
       if (time_.reached(opt.max_duration)) done = true;
       if (empty_epoch) done = true;  // an empty epoch would loop forever
     }
@@ -657,6 +688,12 @@ class Trainer {
       detail::require(test != nullptr, "fasttrain::Trainer::fit: a target_accuracy needs a test set");
     }
     detail::require(opt.eval_chunk >= 1, "fasttrain::Trainer::fit: eval_chunk must be >= 1");
+    detail::require(opt.eval_interval.value >= 0 && std::isfinite(opt.eval_interval.value),
+                    "fasttrain::Trainer::fit: eval_interval must be >= 0, got ", opt.eval_interval.str());
+    detail::require(opt.eval_interval.value == 0 || opt.eval_interval.unit == Unit::epoch ||
+                        opt.eval_interval.unit == Unit::batch || opt.eval_interval.unit == Unit::sample,
+                    "fasttrain::Trainer::fit: eval_interval must be in ep, ba or sp (evaluations at the same points "
+                    "in every run), got ", opt.eval_interval.str());
     detail::require(opt.rollback_lr_factor > 0 && opt.rollback_lr_factor <= 1,
                     "fasttrain::Trainer::fit: rollback_lr_factor must be in (0, 1], got ", opt.rollback_lr_factor);
     detail::require(opt.max_rollbacks >= 0, "fasttrain::Trainer::fit: max_rollbacks must be >= 0");
