@@ -63,7 +63,8 @@ int main(int argc, char** argv) try {
   auto seeds = args.add<int>("seeds", 3, "seeds per recipe and budget (1, 2, ...)");
   auto budgets_flag = args.add<std::string>("budgets", "4,6", "training budgets in epochs, comma-separated");
   auto target = args.add<double>("target", 0.91, "test accuracy to reach");
-  auto recipe_name = args.add<std::string>("recipe", "medium", "the recipe: mild, medium or hot (recipes.hpp)");
+  auto recipe_name = args.add<std::string>("recipe", "medium",
+                                           "the recipe: mild, medium, hot (recipes.hpp) or blurpool (BlurPool alone)");
   auto batch = args.add<std::int64_t>("batch", 128, "minibatch size of the recipe (BatchSizeWarmup grows to it)");
   auto baseline_batches = args.add<std::string>(
       "baseline-batches", "128,32", "the baseline's minibatch sizes, comma-separated: the fastest is the baseline");
@@ -79,8 +80,9 @@ int main(int argc, char** argv) try {
   detail::require(*batch >= 1, "--batch must be >= 1");
   detail::require(*lr > 0, "--lr must be > 0");
   detail::require(*warmup >= 0, "--warmup must be >= 0");
-  detail::require(*recipe_name == "mild" || *recipe_name == "medium" || *recipe_name == "hot",
-                  "--recipe must be mild, medium or hot, got '", *recipe_name, "'");
+  detail::require(*recipe_name == "mild" || *recipe_name == "medium" || *recipe_name == "hot" ||
+                      *recipe_name == "blurpool",
+                  "--recipe must be mild, medium, hot or blurpool, got '", *recipe_name, "'");
   const auto budgets = parse_list("--budgets", *budgets_flag);
   std::vector<std::int64_t> base_batches;
   for (const auto& d : parse_list("--baseline-batches", *baseline_batches)) {
@@ -138,10 +140,11 @@ int main(int argc, char** argv) try {
       first_of[i] = first;
       return r;
     });
-  const std::string rname = "recipe:" + *recipe_name;
+  const std::string rname = "recipe:" + *recipe_name + (*batch != 128 ? ":b" + std::to_string(*batch) : "");
   study.add(rname, [&](const eval::RunSpec& s) {
     if (*recipe_name == "mild") return std::apply([&](auto... m) { return fit(s, *batch, first_recipe, m...); }, recipes::mild());
     if (*recipe_name == "hot") return std::apply([&](auto... m) { return fit(s, *batch, first_recipe, m...); }, recipes::hot());
+    if (*recipe_name == "blurpool") return fit(s, *batch, first_recipe, methods::BlurPool<>{});
     return std::apply([&](auto... m) { return fit(s, *batch, first_recipe, m...); }, recipes::medium());
   });
   study.run();

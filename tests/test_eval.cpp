@@ -79,6 +79,14 @@ TEST_CASE("FLOPs: a residual block counts body, shortcut and the sum; the shape 
   // half the image side: a quarter of the convolution's FLOPs (what ProgressiveResizing buys)
   CHECK(eval::flops(net, Shape(4, 3, 3)).forward * 4 == doctest::Approx(eval::flops(net, Shape(4, 6, 6)).forward));
   CHECK_THROWS_AS(eval::flops(net, Shape(3, 6, 6)), shape_error);
+  // a network rewritten by model_for (a type derived from the Sequential) is walked the same
+  methods::model_for<nn::Sequential<Block>> same;
+  CHECK(eval::flops(same, Shape(4, 6, 6)).total() == eval::flops(net, Shape(4, 6, 6)).total());
+  methods::model_for<nn::Sequential<nn::Conv2d<4, 4, 3, 2, 1>>, methods::BlurPool<>> blurred;
+  const auto brows = eval::flops_table(blurred, Shape(4, 8, 8));
+  REQUIRE(brows.size() == 2);  // the blur, then the strided convolution
+  CHECK(brows[0].layer.rfind("BlurPool2d", 0) == 0);
+  CHECK(!brows[0].estimated);
   CHECK(eval::flops_markdown(rows).find("| total |") != std::string::npos);
 }
 
@@ -243,6 +251,9 @@ TEST_CASE("FitOptions::eval_interval: evaluations within epochs, an earlier stop
   REQUIRE(r.history.size() == 4);  // steps 5, 10 (epoch end), 15, 20 (epoch end): no double evaluation
   CHECK(r.history[0].step == 5);
   CHECK(r.history[0].epoch == 0);
+  CHECK(r.history[0].epochs == 0.5);  // fractional epochs: what eval::epochs_to reads
+  CHECK(r.history[1].epochs == 1.0);
+  CHECK(eval::epochs_to(r.history, 0.0) == 0.5);
   CHECK(r.history[1].step == 10);
   CHECK(r.history[2].step == 15);
   CHECK(r.history[3].step == 20);

@@ -56,14 +56,19 @@ struct FlopsRow {
 };
 
 namespace detail {
-template <class T>
-struct is_sequential : std::false_type {};
-template <class... Ls>
-struct is_sequential<nn::Sequential<Ls...>> : std::true_type {};
-template <class T>
-struct is_residual : std::false_type {};
-template <class Bd, class Sc>
-struct is_residual<nn::Residual<Bd, Sc>> : std::true_type {};
+// Containers are recognised by what they can do, so that types derived from them (the
+// networks methods::model_for rewrites) are walked too: a chain of layers (Sequential) and a
+// body with a shortcut (Residual).
+template <class L>
+concept Chain = requires(L& l) {
+  L::num_layers;
+  l.for_each_child([](auto&) {});
+};
+template <class L>
+concept BodyAndShortcut = requires(L& l) {
+  l.body();
+  l.shortcut();
+};
 
 // Per-sample FLOPs of a leaf layer; `known` false marks the element-wise default.
 template <class T>
@@ -172,7 +177,7 @@ std::int64_t count_parameters(L& layer) {
 // Walks the network: rows (when non-null) get one entry per leaf; returns the total.
 template <class L>
 Flops walk(L& layer, const Shape& in, const std::string& path, std::vector<FlopsRow>* rows) {
-  if constexpr (is_sequential<L>::value) {
+  if constexpr (Chain<L>) {
     Flops total;
     Shape s = in;
     std::size_t i = 0;
@@ -182,7 +187,7 @@ Flops walk(L& layer, const Shape& in, const std::string& path, std::vector<Flops
       s = out;
     });
     return total;
-  } else if constexpr (is_residual<L>::value) {
+  } else if constexpr (BodyAndShortcut<L>) {
     Flops total = walk(layer.body(), in, path + "body.", rows);
     total += walk(layer.shortcut(), in, path + "shortcut.", rows);
     const Shape out = layer.output_shape(in);

@@ -62,10 +62,11 @@ inline double time_to(const std::vector<EvalRecord>& history, double q) {
     if (h.test_accuracy >= q) return h.train_seconds;
   return never;
 }
-/// Completed epochs at that evaluation; `never` if none.
+/// Epochs of training at that evaluation (fractional when evaluations fall within epochs;
+/// records without fractional epochs count their completed epochs); `never` if none.
 inline double epochs_to(const std::vector<EvalRecord>& history, double q) {
   for (const auto& h : history)
-    if (h.test_accuracy >= q) return static_cast<double>(h.epoch);
+    if (h.test_accuracy >= q) return h.epochs > 0 ? h.epochs : static_cast<double>(h.epoch);
   return never;
 }
 

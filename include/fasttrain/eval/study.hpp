@@ -134,7 +134,8 @@ struct Summary {
     for (const auto& r : recipes) {
       o << "| " << r.name << " | " << sec(r.seconds_to_target.median) << " [" << sec(r.seconds_to_target.low) << ", "
         << sec(r.seconds_to_target.high) << "] | " << list(r.seconds_per_seed, 1) << " | "
-        << sec(r.epochs_to_target.median) << " | " << list(r.epochs_per_seed, 0) << " | ";
+        << (r.epochs_to_target.finite() ? fixed(r.epochs_to_target.median, 2) : "not reached") << " | "
+        << list(r.epochs_per_seed, 2) << " | ";
       if (r.name == baseline) o << "baseline";
       else if (std::isfinite(r.speedup))
         o << std::fixed << std::setprecision(2) << r.speedup << "x [" << r.speedup_low << ", " << r.speedup_high << "]"
@@ -157,13 +158,14 @@ struct Summary {
         o << "\n";
       }
     }
-    o << "\nAccuracy at each budget (medians over the seeds that ran to it; each budget has its own schedule):\n\n"
-         "| recipe | budget | seconds | test accuracy | runs |\n|---|---|---|---|---|\n";
+    o << "\nAccuracy at each budget (each budget has its own fully decayed schedule; medians over the seeds whose "
+         "run went to the end of the budget -- runs that stopped at the target are not counted, `-` when none "
+         "went to the end):\n\n"
+         "| recipe | budget | seconds | test accuracy | runs to the end |\n|---|---|---|---|---|\n";
     for (const auto& r : recipes)
       for (const auto& b : r.budgets)
-        o << "| " << r.name << " | " << b.budget.str() << " | " << sec(b.seconds) << " | "
-          << (b.runs ? fixed(b.accuracy, 4) : "-") << " | "
-          << b.runs << " |\n";
+        o << "| " << r.name << " | " << b.budget.str() << " | " << (b.runs ? fixed(b.seconds, 1) : "-") << " | "
+          << (b.runs ? fixed(b.accuracy, 4) : "-") << " | " << b.runs << " |\n";
     return o.str();
   }
 };
@@ -248,12 +250,13 @@ class Study {
   void write_csv(const std::string& path) const {
     std::ofstream f(path);
     if (!f) throw data_error(path, "cannot be written");
-    f << "recipe,seed,budget,budget_unit,eval,epoch,step,train_seconds,train_loss,test_accuracy\n";
+    f << "recipe,seed,budget,budget_unit,eval,epochs,step,train_seconds,train_loss,test_accuracy\n";
     for (const auto& r : runs_)
       for (std::size_t i = 0; i < r.result.history.size(); ++i) {
         const auto& h = r.result.history[i];
         f << r.spec.recipe << "," << r.spec.seed << "," << r.spec.budget.value << "," << unit_suffix(r.spec.budget.unit)
-          << "," << i << "," << h.epoch << "," << h.step << "," << json::number(h.train_seconds) << ","
+          << "," << i << "," << json::number(h.epochs > 0 ? h.epochs : static_cast<double>(h.epoch)) << "," << h.step
+          << "," << json::number(h.train_seconds) << ","
           << json::number(h.train_loss) << "," << json::number(h.test_accuracy) << "\n";
       }
     if (!f) throw data_error(path, "write failed");
@@ -271,7 +274,7 @@ class Study {
       for (std::size_t k = 0; k < r.result.history.size(); ++k) {
         const auto& h = r.result.history[k];
         json::object e;
-        e.add("epoch", h.epoch).add("step", h.step).add("train_seconds", h.train_seconds)
+        e.add("epoch", h.epoch).add("epochs", h.epochs).add("step", h.step).add("train_seconds", h.train_seconds)
             .add("train_loss", h.train_loss).add("test_accuracy", h.test_accuracy);
         hist += (k ? "," : "") + e.str();
       }

@@ -48,7 +48,7 @@
 namespace fasttrain::io {
 
 inline constexpr char checkpoint_magic[8] = {'F', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
-inline constexpr std::uint32_t checkpoint_version = 2;  // 2: the trainer section holds epoch_batch_size
+inline constexpr std::uint32_t checkpoint_version = 3;  // 2: the trainer section holds epoch_batch_size; 3: history.epochs
 inline constexpr std::uint32_t max_sections = 64;
 inline constexpr std::uint32_t max_section_name = 64;
 

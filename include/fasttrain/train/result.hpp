@@ -72,6 +72,7 @@ struct EvalRecord {
   double train_seconds = 0;  ///< training wall-clock at this point (evaluation excluded)
   double train_loss = 0;     ///< mean training loss over the epoch
   double test_accuracy = 0;
+  double epochs = 0;  ///< epochs of training at this point, fractional (2.5: halfway through the third)
 };
 
 struct Result {

@@ -327,6 +327,7 @@ class Trainer {
     const double eval_every = opt.eval_interval.value;
     double next_eval = eval_every > 0 ? (std::floor(time_.in(opt.eval_interval.unit) / eval_every + 1e-9) + 1) * eval_every : 0;
     auto evaluate_into_history = [&](EvalRecord rec) {
+      rec.epochs = time_.in(Unit::epoch);
       const auto e0 = clock::now();
       rec.test_accuracy = evaluate(*test, opt.eval_chunk);
       const double eval_seconds = std::chrono::duration<double>(clock::now() - e0).count();
@@ -420,6 +421,7 @@ class Trainer {
       if (test) {
         if (evaluate_into_history(rec)) done = true;
       } else {
+        rec.epochs = time_.in(Unit::epoch);
         result_.history.push_back(rec);
       }
       if (time_.reached(opt.max_duration)) done = true;
@@ -549,9 +551,10 @@ class Trainer {
     ar("rollbacks", result_.rollbacks);
     ar("eval_seconds", result_.eval_seconds);
     std::vector<std::int64_t> epochs, steps;
-    std::vector<double> seconds, losses, accuracies;
+    std::vector<double> seconds, losses, accuracies, fractional;
     if constexpr (Ar::saving)
       for (const auto& h : result_.history) {
+        fractional.push_back(h.epochs);
         epochs.push_back(h.epoch);
         steps.push_back(h.step);
         seconds.push_back(h.train_seconds);
@@ -563,13 +566,15 @@ class Trainer {
     ar("history.train_seconds", seconds);
     ar("history.train_loss", losses);
     ar("history.test_accuracy", accuracies);
+    ar("history.epochs", fractional);
     if constexpr (!Ar::saving) {
       const auto n = epochs.size();
-      if (steps.size() != n || seconds.size() != n || losses.size() != n || accuracies.size() != n)
+      if (steps.size() != n || seconds.size() != n || losses.size() != n || accuracies.size() != n ||
+          fractional.size() != n)
         ar.invalid("the history's columns have different lengths");
       result_.history.clear();
       for (std::size_t i = 0; i < n; ++i)
-        result_.history.push_back({epochs[i], steps[i], seconds[i], losses[i], accuracies[i]});
+        result_.history.push_back({epochs[i], steps[i], seconds[i], losses[i], accuracies[i], fractional[i]});
       if (time_.batches_per_epoch < 1 || time_.samples_per_epoch < 1 || time_.batch_in_epoch < 0 ||
           time_.batch_in_epoch > time_.batches_per_epoch || time_.epoch < 0 ||
           time_.batch < 0 || time_.sample < 0 || epoch_loss_count_ < 0 || result_.rollbacks < 0)
