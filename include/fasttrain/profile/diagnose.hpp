@@ -124,19 +124,11 @@ struct Diagnosis {
     return o.str();
   }
   std::string json() const {
-    auto esc = [](const std::string& s) {
-      std::string r;
-      for (char c : s) {
-        if (c == '"' || c == '\\') r += '\\';
-        r += c;
-      }
-      return r;
-    };
     std::ostringstream o;
-    o << "{\"bottleneck\":\"" << bottleneck_name(binding) << "\",\"advice\":[";
-    for (std::size_t i = 0; i < advice.size(); ++i) o << (i ? "," : "") << "\"" << esc(advice[i].method) << "\"";
+    o << "{\"bottleneck\":" << json::quote(bottleneck_name(binding)) << ",\"advice\":[";
+    for (std::size_t i = 0; i < advice.size(); ++i) o << (i ? "," : "") << json::quote(advice[i].method);
     o << "],\"evidence\":[";
-    for (std::size_t i = 0; i < evidence.size(); ++i) o << (i ? "," : "") << "\"" << esc(evidence[i]) << "\"";
+    for (std::size_t i = 0; i < evidence.size(); ++i) o << (i ? "," : "") << json::quote(evidence[i]);
     o << "]}";
     return o.str();
   }
