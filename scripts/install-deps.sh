@@ -24,6 +24,12 @@ packages=(
   # which clang only recommends (Debian 12: clang -> clang-14, libclang-rt-dev -> libclang-rt-14-dev)
   clang
   libclang-rt-dev
+  # the optional backends: cpu::xtensor (xtensor, xtensor-blas over OpenBLAS), gpu::thrust
+  # (Thrust; with g++ it runs on the CPU through its OpenMP device system)
+  xtensor-dev
+  libxtensor-blas-dev
+  libopenblas-dev
+  libthrust-dev
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then

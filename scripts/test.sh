@@ -6,8 +6,9 @@
 # Stages (each prints a ==== header and its time):
 #   1. dependencies            scripts/install-deps.sh
 #   2. release                 cmake --preset release, build, ctest
-#   3. fuzzing                 scripts/fuzz.sh --seconds 20 (skip: FASTTRAIN_TEST_FUZZ=0)
-#   4. asan (ASan + UBSan)     cmake --preset asan, build, ctest (skip: FASTTRAIN_TEST_ASAN=0)
+#   3. nvcc                    scripts/nvcc-check.sh: gpu::thrust compiled for CUDA (skipped without nvcc)
+#   4. fuzzing                 scripts/fuzz.sh --seconds 20 (skip: FASTTRAIN_TEST_FUZZ=0)
+#   5. asan (ASan + UBSan)     cmake --preset asan, build, ctest (skip: FASTTRAIN_TEST_ASAN=0)
 # docs/reliability.md has the sanitizer presets, the fuzz targets and their figures.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,6 +33,9 @@ cmake --build --preset release -j 2
 
 stage "release: tests (ctest --preset release)"
 ctest --preset release "$@"
+
+stage "nvcc: compile gpu::thrust's tests and benchmark for CUDA, compile only (scripts/nvcc-check.sh; skipped without nvcc)"
+bash scripts/nvcc-check.sh
 
 if [[ "${FASTTRAIN_TEST_FUZZ:-1}" != 0 ]]; then
   stage "fuzzing: the IDX, CSV and checkpoint readers, 20 s per target, ASan + UBSan (scripts/fuzz.sh)"

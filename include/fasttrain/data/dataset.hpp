@@ -66,6 +66,16 @@ struct Batch {
   std::int64_t size() const { return static_cast<std::int64_t>(inputs.batch()); }
 };
 
+/// Copies a host batch (what data::Loader produces) to backend B: the inputs through
+/// B::from_host, the labels and indices as they are (labels stay on the host everywhere).
+template <class B>
+void upload(const Batch<cpu::eigen>& host, Batch<B>& out) {
+  B::from_host(host.inputs.data.data(), host.inputs.data.rows(), host.inputs.data.cols(), out.inputs.data);
+  out.inputs.shape = host.inputs.shape;
+  out.labels = host.labels;
+  out.indices = host.indices;
+}
+
 /// The `count` samples starting at `first`, as a new (validated) dataset named
 /// "<name>[first:first+count]". Throws config_error when the range is not inside `ds`,
 /// data_error when `ds` itself is inconsistent.

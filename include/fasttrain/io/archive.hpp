@@ -134,7 +134,13 @@ class StateWriter : public detail::scoped_names {
       head(name, record_kind::f32_matrix);
       raw(static_cast<std::uint64_t>(v.rows()));
       raw(static_cast<std::uint64_t>(v.cols()));
-      out_.append(reinterpret_cast<const char*>(v.data()), static_cast<std::size_t>(v.size()) * sizeof(float));
+      if constexpr (requires { v.copy_to_host(static_cast<float*>(nullptr)); }) {  // device memory (gpu::thrust)
+        std::vector<float> host(static_cast<std::size_t>(v.size()));
+        v.copy_to_host(host.data());
+        out_.append(reinterpret_cast<const char*>(host.data()), host.size() * sizeof(float));
+      } else {
+        out_.append(reinterpret_cast<const char*>(v.data()), static_cast<std::size_t>(v.size()) * sizeof(float));
+      }
     } else if constexpr (detail::is_vector<T>::value) {
       head(name, record_kind::count);
       raw(static_cast<std::uint64_t>(v.size()));
@@ -272,8 +278,14 @@ class StateReader : public detail::scoped_names {
         throw shape_error(fasttrain::detail::cat("fasttrain: checkpoint ", origin_, " holds ", name, " as ", rows, "x",
                                                  cols, " but this run's is ", v.rows(), "x", v.cols(),
                                                  ": it was written by a different model"));
-      v.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
-      if (bytes) std::memcpy(v.data(), in_.data() + pos_, static_cast<std::size_t>(bytes));
+      if constexpr (requires { v.assign_from_host(static_cast<const float*>(nullptr), 0, 0); }) {  // device memory
+        std::vector<float> host(static_cast<std::size_t>(rows * cols));
+        if (bytes) std::memcpy(host.data(), in_.data() + pos_, static_cast<std::size_t>(bytes));
+        v.assign_from_host(host.data(), static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols));
+      } else {
+        v.resize(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+        if (bytes) std::memcpy(v.data(), in_.data() + pos_, static_cast<std::size_t>(bytes));
+      }
       pos_ += static_cast<std::size_t>(bytes);
     } else if constexpr (detail::is_vector<T>::value) {
       head(name, record_kind::count);

@@ -18,20 +18,20 @@ struct relu {
   static constexpr const char* name = "ReLU";
   /// Written so that NaN propagates (NaN < 0 is false): a NaN input must reach the loss
   /// and be reported, not be silently turned into 0.
-  static float f(float x) { return x < 0.f ? 0.f : x; }
+  static FASTTRAIN_HD float f(float x) { return x < 0.f ? 0.f : x; }
   /// dL/dx from the input x, the output y and dL/dy.
-  static float df(float, float y, float dy) { return y <= 0.f ? 0.f : dy; }
+  static FASTTRAIN_HD float df(float, float y, float dy) { return y <= 0.f ? 0.f : dy; }
 };
 struct tanh {
   static constexpr const char* name = "Tanh";
-  static float f(float x) { return std::tanh(x); }
-  static float df(float, float y, float dy) { return dy * (1.f - y * y); }
+  static FASTTRAIN_HD float f(float x) { return std::tanh(x); }
+  static FASTTRAIN_HD float df(float, float y, float dy) { return dy * (1.f - y * y); }
 };
 /// Exact GELU, x * Phi(x), with Phi the standard normal CDF.
 struct gelu {
   static constexpr const char* name = "GELU";
-  static float f(float x) { return 0.5f * x * (1.f + std::erf(x * std::numbers::sqrt2_v<float> * 0.5f)); }
-  static float df(float x, float, float dy) {
+  static FASTTRAIN_HD float f(float x) { return 0.5f * x * (1.f + std::erf(x * std::numbers::sqrt2_v<float> * 0.5f)); }
+  static FASTTRAIN_HD float df(float x, float, float dy) {
     const float cdf = 0.5f * (1.f + std::erf(x * std::numbers::sqrt2_v<float> * 0.5f));
     const float pdf = std::exp(-0.5f * x * x) * (0.5f * std::numbers::inv_sqrtpi_v<float> * std::numbers::sqrt2_v<float>);
     return dy * (cdf + x * pdf);
@@ -54,12 +54,12 @@ class Activation : public parameterless {
 
   void forward(const tensor& x, tensor& y, Mode) {
     y.resize(x.shape, x.batch());
-    B::apply([](const float& xi, float& yi) { yi = Op::f(xi); }, x.data, y.data);
+    B::apply([] FASTTRAIN_HD(const float& xi, float& yi) { yi = Op::f(xi); }, x.data, y.data);
   }
   void backward(const tensor& x, const tensor& y, const tensor& dy, tensor* dx) {
     if (!dx) return;
     dx->resize(x.shape, x.batch());
-    B::apply([](const float& xi, const float& yi, const float& dyi, float& dxi) { dxi = Op::df(xi, yi, dyi); },
+    B::apply([] FASTTRAIN_HD(const float& xi, const float& yi, const float& dyi, float& dxi) { dxi = Op::df(xi, yi, dyi); },
              x.data, y.data, dy.data, dx->data);
   }
 };

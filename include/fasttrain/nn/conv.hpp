@@ -165,7 +165,8 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
       });
       const int used = static_cast<int>(std::min<typename B::index>(workers, n));
       weight_grad = worker_wgrad_[0];
-      for (int w = 1; w < used; ++w) weight_grad += worker_wgrad_[w];
+      for (int w = 1; w < used; ++w)
+        B::apply([] FASTTRAIN_HD(float& a, const float& b) { a += b; }, weight_grad, worker_wgrad_[w]);
     } else {
       bool accumulate = false;
       for_chunks(g, 0, n, [&](auto f, auto c) {
@@ -250,7 +251,7 @@ class BasicPool2d : public parameterless {
   }
 
  private:
-  std::vector<std::int32_t> arg_;  // max pooling: the winning input of each output
+  typename B::int_buffer arg_;  // max pooling: the winning input of each output
 };
 template <std::int64_t K, std::int64_t S = K>
 using MaxPool2d = BasicPool2d<PoolKind::max, K, S>;
@@ -280,16 +281,27 @@ class BasicGlobalAvgPool : public parameterless {
     const auto c = out[0], pixels = x.shape[1] * x.shape[2], n = x.batch();
     y.resize(out, n);
     // Each sample is a C x pixels matrix (channels fastest): its row means.
-    for (typename B::index s = 0; s < n; ++s)
-      y.data.col(s) = B::view(x.data.data() + s * c * pixels, c, pixels).rowwise().mean();
+    const float* in = x.data.data();
+    float* o = y.data.data();
+    const float scale = 1.f / static_cast<float>(pixels);
+    B::for_index(c * n, [=] FASTTRAIN_HD(std::int64_t k) {
+      const std::int64_t s = k / c, ch = k % c;
+      const float* img = in + s * c * pixels + ch;
+      float acc = 0.f;
+      for (std::int64_t p = 0; p < pixels; ++p) acc += img[p * c];
+      o[k] = acc * scale;
+    });
   }
   void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
     if (!dx) return;
     const auto c = x.shape[0], pixels = x.shape[1] * x.shape[2], n = x.batch();
     dx->resize(x.shape, n);
     const float scale = 1.f / static_cast<float>(pixels);
-    for (typename B::index s = 0; s < n; ++s)
-      B::view(dx->data.data() + s * c * pixels, c, pixels).colwise() = dy.data.col(s) * scale;
+    const float* g = dy.data.data();
+    float* d = dx->data.data();
+    B::for_index(c * pixels * n, [=] FASTTRAIN_HD(std::int64_t k) {
+      d[k] = g[(k / (c * pixels)) * c + k % c] * scale;
+    });
   }
 };
 using GlobalAvgPool = BasicGlobalAvgPool<>;
@@ -336,24 +348,18 @@ class BasicAdaptiveAvgPool2d : public parameterless {
     }
     y.resize(out, n);
     const auto in_sample = C * H * W, out_sample = C * OH * OW;
-    for_samples(n, in_sample, [&](typename B::index s) {
-      const float* img = x.data.data() + s * in_sample;
-      float* o = y.data.data() + s * out_sample;
-      for (std::int64_t oy = 0; oy < OH; ++oy) {
-        const auto y0 = bin_begin(oy, H, OH), y1 = bin_end(oy, H, OH);
-        for (std::int64_t ox = 0; ox < OW; ++ox) {
-          const auto x0 = bin_begin(ox, W, OW), x1 = bin_end(ox, W, OW);
-          float* d = o + C * (ox + OW * oy);
-          std::fill(d, d + C, 0.f);
-          for (auto iy = y0; iy < y1; ++iy)
-            for (auto ix = x0; ix < x1; ++ix) {
-              const float* v = img + C * (ix + W * iy);
-              for (std::int64_t c = 0; c < C; ++c) d[c] += v[c];
-            }
-          const float scale = 1.f / static_cast<float>((y1 - y0) * (x1 - x0));
-          for (std::int64_t c = 0; c < C; ++c) d[c] *= scale;
-        }
-      }
+    const float* in = x.data.data();
+    float* o = y.data.data();
+    // One output value per call: the mean of its bin.
+    B::for_index(out_sample * n, [=] FASTTRAIN_HD(std::int64_t k) {
+      const std::int64_t s = k / out_sample, r = k % out_sample, c = r % C, oy = r / C / OW, ox = r / C % OW;
+      const auto y0 = bin_begin(oy, H, OH), y1 = bin_end(oy, H, OH);
+      const auto x0 = bin_begin(ox, W, OW), x1 = bin_end(ox, W, OW);
+      const float* img = in + s * in_sample + c;
+      float acc = 0.f;
+      for (auto iy = y0; iy < y1; ++iy)
+        for (auto ix = x0; ix < x1; ++ix) acc += img[C * (ix + W * iy)];
+      o[k] = acc / static_cast<float>((y1 - y0) * (x1 - x0));
     });
   }
   /// The adjoint of forward: each output's gradient, divided by its bin's pixel count, is
@@ -368,37 +374,25 @@ class BasicAdaptiveAvgPool2d : public parameterless {
       return;
     }
     const auto in_sample = C * H * W, out_sample = C * OH * OW;
-    dx->shape = x.shape;
-    dx->data.setZero(in_sample, n);
-    for_samples(n, in_sample, [&](typename B::index s) {
-      float* d = dx->data.data() + s * in_sample;
-      const float* g = dy.data.data() + s * out_sample;
-      for (std::int64_t oy = 0; oy < OH; ++oy) {
+    dx->resize(x.shape, n);
+    const float* g = dy.data.data();
+    float* d = dx->data.data();
+    // One input value per call (a gather: bins may share rows, so no two calls write one
+    // place): the sum over the bins that contain it of their gradient / their pixel count.
+    B::for_index(in_sample * n, [=] FASTTRAIN_HD(std::int64_t k) {
+      const std::int64_t s = k / in_sample, r = k % in_sample, c = r % C, iy = r / C / W, ix = r / C % W;
+      float acc = 0.f;
+      for (std::int64_t oy = iy * OH / H; oy < OH && bin_begin(oy, H, OH) <= iy; ++oy) {
         const auto y0 = bin_begin(oy, H, OH), y1 = bin_end(oy, H, OH);
-        for (std::int64_t ox = 0; ox < OW; ++ox) {
+        if (iy >= y1) continue;
+        for (std::int64_t ox = ix * OW / W; ox < OW && bin_begin(ox, W, OW) <= ix; ++ox) {
           const auto x0 = bin_begin(ox, W, OW), x1 = bin_end(ox, W, OW);
-          const float scale = 1.f / static_cast<float>((y1 - y0) * (x1 - x0));
-          const float* go = g + C * (ox + OW * oy);
-          for (auto iy = y0; iy < y1; ++iy)
-            for (auto ix = x0; ix < x1; ++ix) {
-              float* v = d + C * (ix + W * iy);
-              for (std::int64_t c = 0; c < C; ++c) v[c] += go[c] * scale;
-            }
+          if (ix >= x1) continue;
+          acc += g[s * out_sample + C * (ox + OW * oy) + c] / static_cast<float>((y1 - y0) * (x1 - x0));
         }
       }
+      d[k] = acc;
     });
-  }
-
- private:
-  // f(sample) for every sample; split over the threads when the batch is large enough to
-  // pay for starting them.
-  template <class F>
-  static void for_samples(typename B::index n, std::int64_t sample_size, F&& f) {
-    auto part = [&](int, typename B::index first, typename B::index count) {
-      for (auto s = first; s < first + count; ++s) f(s);
-    };
-    if (n * sample_size >= (std::int64_t{1} << 16)) B::parallel_parts(n, part);
-    else part(0, 0, n);
   }
 };
 template <std::int64_t OH, std::int64_t OW>

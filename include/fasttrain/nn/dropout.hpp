@@ -49,7 +49,7 @@ class BasicDropout : public parameterless {
     }
     mask_.resize(x.data.rows(), x.data.cols());
     B::fill_bernoulli(mask_, 1.f - p_, 1.f / (1.f - p_), rng_);
-    B::apply([](const float& xi, const float& mi, float& yi) { yi = xi * mi; }, x.data, mask_, y.data);
+    B::apply([] FASTTRAIN_HD(const float& xi, const float& mi, float& yi) { yi = xi * mi; }, x.data, mask_, y.data);
   }
 
   void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
@@ -61,7 +61,7 @@ class BasicDropout : public parameterless {
     }
     if (mask_.rows() != dy.data.rows() || mask_.cols() != dy.data.cols())
       throw std::logic_error("fasttrain::nn::Dropout: backward does not match the last training-mode forward");
-    B::apply([](const float& dyi, const float& mi, float& dxi) { dxi = dyi * mi; }, dy.data, mask_, dx->data);
+    B::apply([] FASTTRAIN_HD(const float& dyi, const float& mi, float& dxi) { dxi = dyi * mi; }, dy.data, mask_, dx->data);
   }
 
  private:

@@ -91,7 +91,7 @@ class BasicMSE {
     detail::check_targets<B>("fasttrain::nn::MSE", out, t);
     diff_ = out.data;
     if (t.soft)
-      diff_ -= *t.soft;
+      B::apply([] FASTTRAIN_HD(float& d, const float& ti) { d -= ti; }, diff_, *t.soft);
     else
       B::add_at_labels(diff_, *t.labels, -1.f);
     return B::squared_norm(diff_) / static_cast<float>(diff_.size());
@@ -99,7 +99,9 @@ class BasicMSE {
 
   void backward(tensor& dout) {
     dout.shape = Shape(diff_.rows());
-    dout.data = diff_ * (2.f / static_cast<float>(diff_.size()));
+    dout.data.resize(diff_.rows(), diff_.cols());
+    const float k = 2.f / static_cast<float>(diff_.size());
+    B::apply([=] FASTTRAIN_HD(float& g, const float& d) { g = k * d; }, dout.data, diff_);
   }
 
  private:

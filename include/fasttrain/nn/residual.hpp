@@ -99,8 +99,8 @@ class Residual {
     shortcut_.forward(x, short_out_, mode);
     if (!(y.shape == short_out_.shape))
       throw shape_error(name() + ": body gives " + y.shape.str() + " but the shortcut gives " + short_out_.shape.str());
-    if (train_scale_ != 1.f) y.data *= train_scale_;
-    y.data += short_out_.data;
+    const float scale = train_scale_;
+    backend::apply([=] FASTTRAIN_HD(float& yi, const float& si) { yi = yi * scale + si; }, y.data, short_out_.data);
   }
 
   void backward(const tensor& x, const tensor& y, const tensor& dy, tensor* dx) {
@@ -112,7 +112,9 @@ class Residual {
     const tensor* dbody_in = &dy;
     if (train_scale_ != 1.f) {
       scaled_dy_.shape = dy.shape;
-      scaled_dy_.data = train_scale_ * dy.data;
+      scaled_dy_.data.resize(dy.data.rows(), dy.data.cols());
+      const float scale = train_scale_;
+      backend::apply([=] FASTTRAIN_HD(float& si, const float& gi) { si = scale * gi; }, scaled_dy_.data, dy.data);
       dbody_in = &scaled_dy_;
     }
     body_.backward(x, y, *dbody_in, dx ? &dbody_ : nullptr);
@@ -121,7 +123,7 @@ class Residual {
       return;
     }
     shortcut_.backward(x, short_out_, dy, dx);
-    dx->data += dbody_.data;
+    backend::apply([] FASTTRAIN_HD(float& di, const float& bi) { di += bi; }, dx->data, dbody_.data);
   }
 
   template <class F>

@@ -61,7 +61,7 @@ class BasicAdamW {
       detail::check_gradient(who, i, p, g);
       matrix& m = detail::state_buffer(who, m1_, first, i, p);
       matrix& v = detail::state_buffer(who, m2_, first, i, p);
-      B::apply([=](float& pi, const float& gi, float& mi, float& vi) {
+      B::apply([=] FASTTRAIN_HD(float& pi, const float& gi, float& mi, float& vi) {
         mi = b1 * mi + (1.f - b1) * gi;
         vi = b2 * vi + (1.f - b2) * gi * gi;
         pi -= lr * (mi * c1) / (std::sqrt(vi * c2) + eps) + decay * pi;

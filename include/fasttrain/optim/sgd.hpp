@@ -61,17 +61,17 @@ class BasicSGD {
       if (mu > 0.f) {
         matrix& v = detail::state_buffer(who, velocity_, first, i, p);
         if (opt_.nesterov)
-          B::apply([=](float& pi, const float& gi, float& vi) {
+          B::apply([=] FASTTRAIN_HD(float& pi, const float& gi, float& vi) {
             vi = mu * vi + gi;
             pi -= lr * (gi + mu * vi) + decay * pi;
           }, p, g, v);
         else
-          B::apply([=](float& pi, const float& gi, float& vi) {
+          B::apply([=] FASTTRAIN_HD(float& pi, const float& gi, float& vi) {
             vi = mu * vi + gi;
             pi -= lr * vi + decay * pi;
           }, p, g, v);
       } else {
-        B::apply([=](float& pi, const float& gi) { pi -= lr * gi + decay * pi; }, p, g);
+        B::apply([=] FASTTRAIN_HD(float& pi, const float& gi) { pi -= lr * gi + decay * pi; }, p, g);
       }
       ++i;
     });

@@ -2,7 +2,8 @@
 //
 // A backend is a policy type: it names the storage types and the primitive operations
 // the layers, losses and optimizers are written against. Layers call only these, so a
-// backend that provides the same names (cpu::xtensor, gpu::thrust) runs every layer.
+// backend that provides the same names runs every layer: cpu::xtensor (tensor/xtensor.hpp)
+// and gpu::thrust (tensor/thrust.hpp) do, through tensor/kernels.hpp; docs/backends.md.
 //
 // Storage: `matrix` is column-major float; a batch has one sample per column, so a
 // sample is contiguous (cheap gathers in the loader, cache-friendly per-sample ops) and
@@ -20,6 +21,11 @@
 //   view(ptr, rows, cols)                  a rows x cols matrix over existing storage (no copy)
 //   im2col / col2im                        convolution patches of NHWC samples, and their adjoint
 //   max_pool / max_pool_backward, avg_pool / avg_pool_backward   NHWC pooling windows
+//   for_index(n, f), for_index2(r, c, f)   f(k) / f(i, j) over indices: the kernels layers
+//                                          write themselves (FASTTRAIN_HD lambdas over raw
+//                                          pointers, so they run on gpu::thrust as well)
+//   from_host(p, r, c, m), to_host(m, p)   copies between host floats and the backend's storage
+//   int_buffer                             int32 storage of the backend (max-pool winners)
 #pragma once
 
 #include <Eigen/Core>
@@ -34,6 +40,7 @@
 
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/rng.hpp"
+#include "fasttrain/tensor/kernels.hpp"
 #include "fasttrain/tensor/shape.hpp"
 
 // Loops over independent samples or elements run on Eigen's thread count when the code is
@@ -100,6 +107,30 @@ struct eigen {
       data.resize(static_cast<index>(s.size()), batch);
     }
   };
+
+  /// f(k) for k in [0, n): the element loop the other primitives are built from (threads
+  /// as FASTTRAIN_PARALLEL_FOR). Layers write element kernels with it, as FASTTRAIN_HD
+  /// lambdas over raw pointers, so that the same code runs on gpu::thrust.
+  template <class F>
+  static void for_index(index n, F f) {
+    FASTTRAIN_PARALLEL_FOR(n)
+    for (index k = 0; k < n; ++k) f(k);
+  }
+  /// f(i, j) for every element of an r x c matrix, i (the row) fastest.
+  template <class F>
+  static void for_index2(index r, index c, F f) {
+    FASTTRAIN_PARALLEL_FOR(r * c)
+    for (index j = 0; j < c; ++j)
+      for (index i = 0; i < r; ++i) f(i, j);
+  }
+  /// Host transfers: plain copies here (the storage is host memory).
+  static void from_host(const float* p, index r, index c, matrix& m) { m = Eigen::Map<const matrix>(p, r, c); }
+  template <class M>
+  static void to_host(const M& m, float* p) {
+    if (m.size()) std::memcpy(p, m.data(), static_cast<std::size_t>(m.size()) * sizeof(float));
+  }
+  /// int32 storage of the backend (max-pool winners).
+  using int_buffer = std::vector<std::int32_t>;
 
   using view_type = Eigen::Map<matrix>;
   using const_view_type = Eigen::Map<const matrix>;

@@ -17,7 +17,7 @@ void for_each_output(Model& model, const data::Dataset& ds, std::int64_t chunk, 
   for (std::int64_t first = 0; first < ds.size(); first += chunk) {
     const std::int64_t n = std::min(chunk, ds.size() - first);
     x.shape = ds.sample_shape;
-    x.data = ds.features.middleCols(first, n);
+    Model::backend::from_host(ds.features.data() + first * ds.features.rows(), ds.features.rows(), n, x.data);
     f(first, n, model.forward(x, nn::Mode::eval));
   }
 }

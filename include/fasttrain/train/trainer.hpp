@@ -77,6 +77,13 @@ struct FitOptions {
 };
 
 namespace detail {
+/// A method that declares `static constexpr bool eigen_only = true` (its state or its batch
+/// edits are Eigen code): the Trainer refuses it on other backends.
+template <class M>
+constexpr bool eigen_only = [] {
+  if constexpr (requires { M::eigen_only; }) return static_cast<bool>(M::eigen_only);
+  else return false;
+}();
 template <class E, class List>
 struct declares : std::false_type {};
 template <class E, class... Es>
@@ -197,6 +204,9 @@ class Trainer {
   using composition = detail::composition<Methods...>;
   static_assert(composition::no_conflicts);
   static constexpr std::size_t num_methods = sizeof...(Methods);
+  static_assert(std::is_same_v<typename Model::backend, cpu::eigen> || !(detail::eigen_only<Methods> || ... || false),
+                "fasttrain::Trainer: a method in the recipe runs only on cpu::eigen so far (it declares eigen_only), "
+                "and the model is on another backend; docs/backends.md lists the methods per backend");
   static_assert((static_cast<int>(PhaseTimer<Methods>) + ... + 0) <= 1,
                 "fasttrain::Trainer: the recipe has more than one phase timer (profile::Profiler); keep one");
 
@@ -364,7 +374,7 @@ class Trainer {
       // last batch's repeats still run.
       const bool repeats_are_free = opt.max_duration.unit == Unit::epoch || opt.max_duration.unit == Unit::sample;
       while ((!time_.reached(opt.max_duration) || (repeat_batch_ && repeats_are_free)) &&
-             (repeat_batch_ || timed<Phase::data>([&] { return train.next(batch_); }))) {
+             (repeat_batch_ || timed<Phase::data>([&] { return next_batch(train, batch_); }))) {
         const bool fresh = !repeat_batch_;
         repeat_batch_ = false;
         try {
@@ -660,7 +670,20 @@ class Trainer {
       src.start_epoch(epoch);
       batch_type skip;
       for (std::int64_t k = 0; k < first; ++k)
-        if (!src.next(skip)) break;
+        if (!next_batch(src, skip)) break;
+    }
+  }
+
+  // The next batch of `src` on the model's backend: a source of host batches (data::Loader)
+  // on another backend than cpu::eigen has its batch uploaded (data::upload).
+  template <class Source>
+  bool next_batch(Source& src, batch_type& b) {
+    if constexpr (requires { src.next(b); }) {
+      return src.next(b);
+    } else {
+      if (!src.next(host_batch_)) return false;
+      data::upload(host_batch_, b);
+      return true;
     }
   }
 
@@ -819,8 +842,10 @@ class Trainer {
     std::string bad =
         "none (every parameter and gradient is finite: the network's outputs overflowed; is the learning "
         "rate too high?)";
-    const auto& in = batch.inputs.data;
-    for (typename backend::index j = 0; j < in.cols(); ++j)
+    std::vector<float> host(static_cast<std::size_t>(batch.inputs.data.size()));
+    backend::to_host(batch.inputs.data, host.data());
+    const Eigen::Map<const Eigen::MatrixXf> in(host.data(), batch.inputs.data.rows(), batch.inputs.data.cols());
+    for (Eigen::Index j = 0; j < in.cols(); ++j)
       if (!in.col(j).allFinite()) {
         bad = detail::cat("none; the batch's inputs hold a non-finite value (sample at dataset index ",
                           static_cast<std::size_t>(j) < batch.indices.size() ? batch.indices[static_cast<std::size_t>(j)] : -1,
@@ -847,6 +872,7 @@ class Trainer {
   methods_tuple methods_;
   Time time_;
   batch_type batch_;
+  data::Batch<cpu::eigen> host_batch_;  // staging for next_batch when the backend is not cpu::eigen
   tensor grad_out_;
   float last_finite_loss_ = std::nan("");
   // The run in progress (members so that checkpoints capture them).

@@ -36,6 +36,7 @@ struct Box {
 class CutMix : public detail::pair_mixer {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward, event::before_loss, event::after_loss>;
   using runs_before = type_list<LabelSmoothing>;
   using conflicts_with = type_list<MixUp>;

@@ -33,6 +33,7 @@ struct CutOutOptions {
 class CutOut {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward>;
 
   explicit CutOut(CutOutOptions o = {}) : opt_(o), rng_(o.seed) {

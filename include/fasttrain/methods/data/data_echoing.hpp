@@ -39,6 +39,7 @@ struct DataEchoingOptions {
 class DataEchoing {
  public:
   static constexpr taxonomy tag{component::data, action::retrofit};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::batch_begin, event::batch_end>;
 
   explicit DataEchoing(DataEchoingOptions o = {}) : opt_(o) {

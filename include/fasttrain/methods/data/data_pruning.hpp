@@ -53,6 +53,7 @@ struct DataPruningOptions {
 class DataPruning {
  public:
   static constexpr taxonomy tag{component::data, action::remove};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::epoch_begin, event::after_forward>;
   /// Both choose each epoch's samples: stacked, one would silently override the other.
   using conflicts_with = type_list<Curriculum>;

@@ -66,7 +66,7 @@ class pair_mixer {
   template <class Ctx>
   void on_before_loss(Ctx& ctx) {
     using B = typename Ctx::backend;
-    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods: only the cpu::eigen backend exists so far");
+    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods: this method runs only on cpu::eigen so far (docs/backends.md)");
     if (static_cast<std::int64_t>(perm_.size()) != ctx.outputs.batch())
       throw std::logic_error("fasttrain::methods: mixed targets without mixed inputs (before_forward did not run?)");
     saved_ = ctx.targets.soft;
@@ -100,6 +100,7 @@ struct MixUpOptions {
 class MixUp : public detail::pair_mixer {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward, event::before_loss, event::after_loss>;
   using runs_before = type_list<LabelSmoothing>;
 

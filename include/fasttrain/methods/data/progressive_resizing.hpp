@@ -117,6 +117,7 @@ struct resample_axis {
 class ProgressiveResizing {
  public:
   static constexpr taxonomy tag{component::data, action::restrict};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward, event::batch_end>;
   using runs_before = type_list<MixUp, CutMix, CutOut, RandAugment, SelectiveBackprop>;
 

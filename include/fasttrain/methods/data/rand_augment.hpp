@@ -157,6 +157,7 @@ struct RandAugmentOptions {
 class RandAugment {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward>;
 
   explicit RandAugment(RandAugmentOptions o = {}) : opt_(o), rng_(o.seed) {

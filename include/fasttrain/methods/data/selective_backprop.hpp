@@ -85,6 +85,7 @@ class SelectiveBackprop {
   using Options = SelectiveBackpropOptions;
   using Selection = Options::Selection;
   static constexpr taxonomy tag{component::data, action::remove};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward>;
   using runs_before = type_list<MixUp, CutMix, CutOut, RandAugment>;
 
@@ -116,7 +117,7 @@ class SelectiveBackprop {
   template <class Ctx>
   void on_before_forward(Ctx& ctx) {
     using B = typename Ctx::backend;
-    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods: only the cpu::eigen backend exists so far");
+    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods: this method runs only on cpu::eigen so far (docs/backends.md)");
     auto& batch = ctx.batch;
     const std::int64_t n = batch.size();
     if (!active(ctx.time) || n < 2) return;

@@ -38,6 +38,7 @@ struct LayerFreezingOptions {
 class LayerFreezing {
  public:
   static constexpr taxonomy tag{component::model, action::remove};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   /// Sorted after the other methods: after_step visits methods in reverse order, so this
   /// puts the frozen weights back before any other method (EMA, Lookahead, SWA) reads them.
   static constexpr bool runs_last = true;

@@ -130,6 +130,7 @@ struct MagnitudePruningOptions {
 class MagnitudePruning {
  public:
   static constexpr taxonomy tag{component::model, action::remove};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_step, event::after_step, event::batch_end, event::fit_end>;
   /// At fit_end after EMA, which may put an unmasked average into the model; at after_step,
   /// a reversed event, before it, so the average is taken over masked weights.

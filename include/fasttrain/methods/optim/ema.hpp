@@ -42,6 +42,7 @@ struct EMAOptions {
 class EMA {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::after_step, event::eval_begin, event::eval_end, event::fit_end>;
 
   explicit EMA(EMAOptions o = {}) : opt_(o) {

@@ -24,6 +24,19 @@
 
 namespace fasttrain::methods {
 
+namespace detail {
+// Named function templates, not lambdas inside for_each_parameter's generic lambda: nvcc
+// compiles these kernels for the GPU only outside generic lambdas.
+template <class B, class M>
+void scale_in_place(M& g, float s) {
+  B::apply([=] FASTTRAIN_HD(float& gi) { gi *= s; }, g);
+}
+template <class B, class M>
+void clamp_in_place(M& g, float v) {  // NaN stays NaN (both comparisons are false), as std::clamp
+  B::apply([=] FASTTRAIN_HD(float& gi) { gi = gi < -v ? -v : (gi > v ? v : gi); }, g);
+}
+}  // namespace detail
+
 /// Plain function form: scales all gradients of `model` so their global L2 norm is at
 /// most `max_norm`. Returns the norm before clipping.
 template <class Model>
@@ -34,7 +47,7 @@ float clip_grad_norm(Model& model, float max_norm) {
   const auto norm = static_cast<float>(std::sqrt(sq));
   if (norm > max_norm) {
     const float scale = max_norm / norm;
-    model.for_each_parameter([&](auto&, auto& g) { B::apply([=](float& gi) { gi *= scale; }, g); });
+    model.for_each_parameter([&](auto&, auto& g) { detail::scale_in_place<B>(g, scale); });
   }
   return norm;
 }
@@ -43,7 +56,7 @@ float clip_grad_norm(Model& model, float max_norm) {
 template <class Model>
 void clip_grad_value(Model& model, float v) {
   using B = typename Model::backend;
-  model.for_each_parameter([&](auto&, auto& g) { B::apply([=](float& gi) { gi = std::clamp(gi, -v, v); }, g); });
+  model.for_each_parameter([&](auto&, auto& g) { detail::clamp_in_place<B>(g, v); });
 }
 
 class GradientClipping {

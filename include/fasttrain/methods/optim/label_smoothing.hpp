@@ -46,6 +46,7 @@ void smooth_targets(const typename B::matrix& t, float smoothing, typename B::ma
 class LabelSmoothing {
  public:
   static constexpr taxonomy tag{component::optimization, action::replace};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_loss, event::after_loss>;
 
   /// smoothing in [0, 1): the probability mass spread uniformly over all classes.
@@ -81,7 +82,7 @@ class LabelSmoothing {
  private:
   template <class B>
   typename B::matrix& buffer() {
-    static_assert(std::is_same_v<B, cpu::eigen>, "LabelSmoothing: only the cpu::eigen backend exists so far");
+    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods::LabelSmoothing: runs only on cpu::eigen so far (docs/backends.md)");
     return targets_;
   }
   float smoothing_;

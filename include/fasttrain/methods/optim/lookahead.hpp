@@ -41,6 +41,7 @@ struct LookaheadOptions {
 class Lookahead {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::fit_begin, event::after_step>;
   /// Sorted after EMA, so at after_step (reverse order) it synchronises before EMA averages.
   using runs_after = type_list<EMA>;

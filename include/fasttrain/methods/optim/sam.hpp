@@ -42,6 +42,7 @@ struct SAMOptions {
 class SAM {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_step>;
   using runs_before = type_list<GradientClipping, MagnitudePruning>;
 

@@ -108,6 +108,7 @@ std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int
 class SWA {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
+  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::fit_begin, event::batch_end, event::epoch_end, event::fit_end>;
   using conflicts_with = type_list<EMA>;
 

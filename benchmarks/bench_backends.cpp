@@ -1,0 +1,118 @@
+// bench_backends -- training throughput of the MLP and CNN examples on each backend.
+//
+// Trains the Fashion-MNIST MLP (784-256-128-10) and CNN (examples/models.hpp) with the
+// Trainer for --steps batches after --warmup batches, on cpu::eigen, cpu::xtensor and
+// gpu::thrust (whichever this build has), and prints samples/s per (backend, model) and one
+// JSON line each. Evaluation is excluded (no test set during the timed fit); the data
+// loader and the host-to-device copy of each batch are included.
+//
+// Built with g++ (benchmarks/CMakeLists.txt): gpu::thrust runs on Thrust's OMP device system,
+// on the CPU. Built with nvcc by benchmarks/gpu/run.sh: gpu::thrust runs on the GPU.
+//
+//   bench_backends [--backends eigen,xtensor,thrust] [--models mlp,cnn] [--batch 128]
+//                  [--steps 200] [--cnn-steps 30] [--warmup 5] [--threads 2] [--data DIR]
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+
+#include <fasttrain/core/cli.hpp>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <fasttrain/fasttrain.hpp>
+#include <fasttrain/tensor/thrust.hpp>
+#ifdef FASTTRAIN_BENCH_XTENSOR
+#include <fasttrain/tensor/xtensor.hpp>
+#endif
+
+#include "../examples/models.hpp"
+
+using namespace fasttrain;
+
+using MLP = nn::Sequential<nn::Linear<784, 256>, nn::ReLU, nn::Linear<256, 128>, nn::ReLU, nn::Linear<128, 10>>;
+
+namespace {
+
+bool listed(const std::string& list, const std::string& item) {
+  std::stringstream ss(list);
+  std::string t;
+  while (std::getline(ss, t, ','))
+    if (t == item) return true;
+  return false;
+}
+
+struct Options {
+  std::int64_t batch, steps, warmup;
+  int threads;
+};
+
+/// Samples per second of `steps` training batches of Net on backend B (after `warmup`).
+template <class B, class Net>
+double throughput(const data::Dataset& train, std::int64_t steps, const Options& o, double& loss) {
+  typename Net::template rebind<B> net;
+  net.reset_parameters(std::uint64_t{1});
+  Trainer trainer(net, optim::BasicSGD<B>({.lr = 0.02f, .momentum = 0.9f, .nesterov = true}),
+                  nn::BasicSoftmaxCrossEntropy<B>{});
+  data::Loader loader(train, {.batch_size = o.batch, .seed = 1});
+  FitOptions warm;
+  warm.max_duration = Duration(static_cast<double>(o.warmup), Unit::batch);
+  trainer.fit(loader, nullptr, warm);
+  FitOptions fo;
+  fo.max_duration = Duration(static_cast<double>(steps), Unit::batch);
+  const auto t0 = std::chrono::steady_clock::now();
+  const Result r = trainer.fit(loader, nullptr, fo);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  loss = r.final_train_loss;
+  return static_cast<double>(r.samples) / seconds;
+}
+
+template <class B>
+void run_backend(const data::Dataset& train, const std::string& models,
+                 std::int64_t mlp_steps, std::int64_t cnn_steps, const Options& o) {
+  auto report = [&](const char* model, std::int64_t steps, double sps, double loss) {
+    std::printf("%-20s %-4s batch %-5lld %8.0f samples/s  (loss after %lld steps %.4f)\n", B::name, model,
+                static_cast<long long>(o.batch), sps, static_cast<long long>(steps), loss);
+    std::printf("{\"bench\":\"backends\",\"backend\":%s,\"model\":\"%s\",\"batch\":%lld,\"steps\":%lld,"
+                "\"threads\":%d,\"samples_per_second\":%.1f,\"final_train_loss\":%.6f}\n",
+                json::quote(B::name).c_str(), model, static_cast<long long>(o.batch), static_cast<long long>(steps),
+                o.threads, sps, loss);
+    std::fflush(stdout);
+  };
+  double loss = 0;
+  if (listed(models, "mlp")) report("mlp", mlp_steps, throughput<B, MLP>(train, mlp_steps, o, loss), loss);
+  if (listed(models, "cnn")) report("cnn", cnn_steps, throughput<B, examples::CNN>(train, cnn_steps, o, loss), loss);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  cli::Args args("bench_backends", "Training samples/s of the MLP and CNN on each backend.");
+  auto backends = args.add<std::string>("backends", "eigen,xtensor,thrust", "comma-separated: eigen, xtensor, thrust");
+  auto models = args.add<std::string>("models", "mlp,cnn", "comma-separated: mlp, cnn");
+  auto batch = args.add<std::int64_t>("batch", 128, "batch size");
+  auto steps = args.add<std::int64_t>("steps", 200, "timed MLP batches");
+  auto cnn_steps = args.add<std::int64_t>("cnn-steps", 30, "timed CNN batches");
+  auto warmup = args.add<std::int64_t>("warmup", 5, "untimed batches first");
+  auto threads = args.add<int>("threads", 2, "CPU threads (Eigen, OpenMP)");
+  auto dir = args.add<std::string>("data", data::default_fashion_mnist_dir, "Fashion-MNIST directory");
+  args.parse(argc, argv);
+  set_threads(*threads);
+#ifdef _OPENMP
+  omp_set_num_threads(*threads);
+#endif
+  const data::TrainTest ds = data::fashion_mnist(*dir);
+  const Options o{*batch, *steps, *warmup, *threads};
+  if (listed(*backends, "eigen")) run_backend<cpu::eigen>(ds.train, *models, *steps, *cnn_steps, o);
+#ifdef FASTTRAIN_BENCH_XTENSOR
+  if (listed(*backends, "xtensor")) run_backend<cpu::xtensor>(ds.train, *models, *steps, *cnn_steps, o);
+#else
+  if (listed(*backends, "xtensor")) std::printf("cpu::xtensor: not in this build (no xtensor found)\n");
+#endif
+  if (listed(*backends, "thrust")) run_backend<gpu::thrust>(ds.train, *models, *steps, *cnn_steps, o);
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "bench_backends: %s\n", e.what());
+  return 1;
+}
