@@ -80,9 +80,15 @@ void run_backend(const data::Dataset& train, const std::string& models,
                 o.threads, sps, loss);
     std::fflush(stdout);
   };
-  double loss = 0;
-  if (listed(models, "mlp")) report("mlp", mlp_steps, throughput<B, MLP>(train, mlp_steps, o, loss), loss);
-  if (listed(models, "cnn")) report("cnn", cnn_steps, throughput<B, examples::CNN>(train, cnn_steps, o, loss), loss);
+  double loss = 0;  // set by throughput() before report() reads it
+  if (listed(models, "mlp")) {
+    const double sps = throughput<B, MLP>(train, mlp_steps, o, loss);
+    report("mlp", mlp_steps, sps, loss);
+  }
+  if (listed(models, "cnn")) {
+    const double sps = throughput<B, examples::CNN>(train, cnn_steps, o, loss);
+    report("cnn", cnn_steps, sps, loss);
+  }
 }
 
 }  // namespace

@@ -190,6 +190,14 @@ TEST_CASE_TEMPLATE("backend conformance: convolution, pooling, normalisation, re
   Ref::tensor y;
   bn.forward(image(3, 4, 4, 5, 21), y, nn::Mode::train);
   conforms<B>(bn, image(3, 4, 4, 5, 22), nn::Mode::eval);
+  // The layers the model-surgery methods put in (BlurPool, GhostBatchNorm, SqueezeExcite).
+  conforms<B>(nn::BlurPool2d<2>{}, image(3, 7, 6, 2, 26));
+  conforms<B>(nn::BlurPool2d<1>{}, image(2, 5, 5, 2, 27));
+  conforms<B>(nn::GhostBatchNorm2d<3, 2>{}, image(3, 3, 3, 5, 28));  // chunks of 2, 2 and 1 samples
+  conforms<B>(nn::SqueezeExcite2d<4, 2>{}, image(4, 3, 5, 3, 29));
+  nn::GhostBatchNorm2d<3, 2> gbn;
+  gbn.forward(image(3, 3, 3, 5, 30), y, nn::Mode::train);
+  conforms<B>(gbn, image(3, 3, 3, 5, 31), nn::Mode::eval);
   using Block = nn::Residual<nn::Sequential<nn::Conv2d<2, 4, 3, 2, 1>, nn::BatchNorm2d<4>, nn::ReLU>,
                              nn::Sequential<nn::Conv2d<2, 4, 1, 2, 0>>>;
   conforms<B>(Block{}, image(2, 6, 6, 3, 23));
@@ -211,6 +219,9 @@ TEST_CASE_TEMPLATE("backend gradient checks: finite differences on the backend i
   { typename nn::AdaptiveAvgPool2d<2, 2>::template rebind<B> l; gradient_check<B>(l, image(2, 5, 3, 2, 35)); }
   { typename nn::GlobalAvgPool::template rebind<B> l; gradient_check<B>(l, image(3, 3, 3, 2, 36)); }
   { typename nn::BatchNorm2d<2>::template rebind<B> l; gradient_check<B>(l, image(2, 3, 3, 4, 37)); }
+  { typename nn::BlurPool2d<2>::template rebind<B> l; gradient_check<B>(l, image(2, 5, 4, 2, 38)); }
+  { typename nn::GhostBatchNorm2d<2, 2>::template rebind<B> l; gradient_check<B>(l, image(2, 3, 3, 5, 39)); }
+  { typename nn::SqueezeExcite2d<3, 2>::template rebind<B> l; gradient_check<B>(l, image(3, 3, 3, 2, 40)); }
 }
 
 TEST_CASE_TEMPLATE("backend conformance: losses", B, FASTTRAIN_BACKENDS) {
@@ -298,12 +309,13 @@ struct Trained {
   std::vector<Host> weights;
   Result result;
 };
-template <class B, class Net, class Opt>
-Trained<Net, Opt> train(const data::Dataset& ds, std::int64_t steps, typename Opt::options_type o) {
+template <class B, class Net, class Opt, class... Methods>
+Trained<Net, Opt> train(const data::Dataset& ds, std::int64_t steps, typename Opt::options_type o,
+                        Methods... methods) {
   typename Net::template rebind<B> net;
   net.reset_parameters(std::uint64_t{5});
   using BOpt = std::conditional_t<std::is_same_v<Opt, optim::SGD>, optim::BasicSGD<B>, optim::BasicAdamW<B>>;
-  Trainer trainer(net, BOpt(o), nn::BasicSoftmaxCrossEntropy<B>{});
+  Trainer trainer(net, BOpt(o), nn::BasicSoftmaxCrossEntropy<B>{}, std::move(methods)...);
   data::Loader loader(ds, {.batch_size = 16, .seed = 9, .prefetch = 0});
   FitOptions fo;
   fo.max_duration = Duration(static_cast<double>(steps), Unit::batch);
@@ -379,4 +391,91 @@ TEST_CASE_TEMPLATE("backend conformance: checkpoints hold host floats and load a
     CHECK(a[i] == c[i]);
   }
   std::remove("backend_conformance.ftc");
+}
+
+TEST_CASE_TEMPLATE("backend conformance: the methods that run on every backend give cpu::eigen's weights", B,
+                   FASTTRAIN_BACKENDS) {
+  const data::Dataset blobs = fixtures::blobs(240, 80);
+  const optim::SGDOptions sgd{.lr = 0.1f, .momentum = 0.9f};
+  auto same = [&](const char* what, auto... m) {
+    INFO(std::string(what));
+    const auto ref = train<Ref, MLP, optim::SGD>(blobs, 60, sgd, m...);
+    const auto other = train<B, MLP, optim::SGD>(blobs, 60, sgd, m...);
+    REQUIRE(other.weights.size() == ref.weights.size());
+    for (std::size_t i = 0; i < ref.weights.size(); ++i) check_close(other.weights[i], ref.weights[i], 1e-4, "weights");
+    CHECK(other.result.test_accuracy == ref.result.test_accuracy);
+  };
+  same("EMA", methods::EMA({.half_life = Duration(5, Unit::batch)}));
+  same("Lookahead", methods::Lookahead({.k = 5, .alpha = 0.5f}));
+  same("SAM", methods::SAM({.rho = 0.05f}));
+  same("SWA", methods::SWA({.start = Duration(0.5, Unit::dur), .update_every = Duration(1, Unit::batch)}));
+  same("LayerFreezing", methods::LayerFreezing({.start = 0.3, .level = 0.5}));
+  same("MagnitudePruning", methods::MagnitudePruning({.target_sparsity = 0.5f, .update_every = 5}));
+  same("LabelSmoothing", methods::LabelSmoothing(0.1f));
+  same("GradientClipping", methods::GradientClipping::by_norm(0.5f));
+  same("BatchSizeWarmup", methods::BatchSizeWarmup{});
+  // SWA's BatchNorm statistics pass, on the CNN: statistics pulled to the host and back.
+  const data::Dataset sq = squares(96, 81);
+  const auto ref = train<Ref, CNN, optim::SGD>(sq, 20, sgd, methods::SWA({.start = Duration(0.5, Unit::dur)}));
+  const auto other = train<B, CNN, optim::SGD>(sq, 20, sgd, methods::SWA({.start = Duration(0.5, Unit::dur)}));
+  for (std::size_t i = 0; i < ref.weights.size(); ++i) check_close(other.weights[i], ref.weights[i], 1e-3, "SWA CNN weights");
+}
+
+TEST_CASE_TEMPLATE("backend conformance: the data methods give cpu::eigen's weights", B, FASTTRAIN_BACKENDS) {
+  // Image methods on the CNN (8x8 squares, 3 epochs of 6 batches). On another backend they edit a
+  // host copy of the batch (with_host_tensor), so the weights must agree to rounding.
+  const data::Dataset sq = squares(96, 90);
+  const optim::SGDOptions sgd{.lr = 0.05f, .momentum = 0.9f};
+  auto same = [&](const char* what, auto... m) {
+    INFO(std::string(what));
+    const auto ref = train<Ref, CNN, optim::SGD>(sq, 18, sgd, m...);
+    const auto other = train<B, CNN, optim::SGD>(sq, 18, sgd, m...);
+    REQUIRE(other.weights.size() == ref.weights.size());
+    for (std::size_t i = 0; i < ref.weights.size(); ++i) check_close(other.weights[i], ref.weights[i], 1e-3, "weights");
+    CHECK(other.result.steps == ref.result.steps);
+    CHECK(other.result.samples == ref.result.samples);
+  };
+  same("MixUp", methods::MixUp({.alpha = 0.4f, .seed = 1}));
+  same("CutMix", methods::CutMix({.seed = 2}));
+  same("CutOut", methods::CutOut({.length = 0.4f, .seed = 3}));
+  same("RandAugment", methods::RandAugment({.num_ops = 1, .magnitude = 6.f, .seed = 4}));
+  same("ProgressiveResizing", methods::ProgressiveResizing({.initial_scale = 0.5, .delay_fraction = 0.3,
+                                                            .finetune_fraction = 0.3}));
+  same("DataEchoing", methods::DataEchoing({.factor = 2}));
+  same("SelectiveBackprop", methods::SelectiveBackprop({.start = 0.2f, .end = 0.9f, .keep = 0.5f, .seed = 5}));
+  same("Curriculum", methods::Curriculum({.start = 0.5f, .full_at = 0.6f, .score_epoch = 1}));
+  same("DataPruning EL2N", methods::DataPruning({.fraction = 0.25f, .score_epoch = 1}));
+  same("DataPruning forgetting",
+       methods::DataPruning({.fraction = 0.25f, .score = methods::ExampleScore::forgetting, .score_epoch = 1}));
+  same("MixUp + LabelSmoothing", methods::MixUp({.seed = 6}), methods::LabelSmoothing(0.1f));
+}
+
+namespace {
+/// The squares CNN rewritten by the model-surgery methods (BlurPool after the max-pool,
+/// SqueezeExcite after each convolution, GhostBatchNorm for BatchNorm), trained on B.
+template <class B>
+std::vector<Host> train_surgered(const data::Dataset& ds) {
+  using Net = methods::model_for<typename CNN::template rebind<B>, methods::BlurPool<true, true, 1>,
+                                 methods::SqueezeExcite<4, 2>, methods::GhostBatchNorm<8>>;
+  Net net;
+  net.reset_parameters(std::uint64_t{5});
+  Trainer trainer(net, optim::BasicSGD<B>({.lr = 0.05f, .momentum = 0.9f}), nn::BasicSoftmaxCrossEntropy<B>{},
+                  methods::BlurPool<true, true, 1>{}, methods::SqueezeExcite<4, 2>{}, methods::GhostBatchNorm<8>{});
+  data::Loader loader(ds, {.batch_size = 16, .seed = 9, .prefetch = 0});
+  FitOptions fo;
+  fo.max_duration = Duration(12, Unit::batch);
+  trainer.fit(loader, &ds, fo);
+  std::vector<Host> w;
+  net.for_each_parameter([&](auto& p, auto&) { w.push_back(host<B>(p)); });
+  return w;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("backend conformance: the model-surgery methods' networks train alike", B, FASTTRAIN_BACKENDS) {
+  const data::Dataset sq = squares(96, 95);
+  const auto ref = train_surgered<Ref>(sq);
+  const auto other = train_surgered<B>(sq);
+  REQUIRE(other.size() == ref.size());
+  CHECK(ref.size() > 12);  // the SqueezeExcite layers' parameters are there
+  for (std::size_t i = 0; i < ref.size(); ++i) check_close(other[i], ref[i], 1e-3, "weights");
 }

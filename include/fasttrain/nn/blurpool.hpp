@@ -52,7 +52,8 @@ class BasicBlurPool2d : public parameterless {
     detail::check_batch<B>(name(), x);
     const auto g = detail::image_window<B>(name(), x.shape, any, 3, Stride, 1);
     y.resize(Shape(g.C, g.Ho, g.Wo), x.batch());
-    filter(x.data.data(), y.data.data(), g, x.batch());
+    if constexpr (std::is_same_v<B, cpu::eigen>) filter(x.data.data(), y.data.data(), g, x.batch());
+    else filter_kernel(x.data.data(), y.data.data(), g, x.batch());
   }
 
   void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
@@ -60,7 +61,9 @@ class BasicBlurPool2d : public parameterless {
     const auto g = detail::image_window<B>(name(), x.shape, any, 3, Stride, 1);
     const auto n = x.batch();
     dx->resize(x.shape, n);
-    if constexpr (Stride == 1) {
+    if constexpr (!std::is_same_v<B, cpu::eigen>) {
+      transpose_kernel(dy.data.data(), dx->data.data(), g, n);
+    } else if constexpr (Stride == 1) {
       filter(dy.data.data(), dx->data.data(), g, n);  // symmetric: the transpose is the filter itself
     } else {
       const index C = g.C, H = g.H, W = g.W, Ho = g.Ho, Wo = g.Wo, row = W * C;
@@ -94,6 +97,45 @@ class BasicBlurPool2d : public parameterless {
         }
       });
     }
+  }
+
+  // The backends other than cpu::eigen (the GPU among them) run these index kernels instead of
+  // the separable passes below: one call per output value for the filter, and one per input
+  // value for its transpose (a gather, so no two calls write one place). (Public only because
+  // nvcc refuses device lambdas in private member functions.)
+  static FASTTRAIN_HD float tap(index k) { return k == 1 ? 0.5f : 0.25f; }
+  void filter_kernel(const float* in, float* out, const typename B::window& g, index n) {
+    const index C = g.C, H = g.H, W = g.W, Ho = g.Ho, Wo = g.Wo, in_sample = C * H * W, out_sample = C * Ho * Wo;
+    B::for_index(out_sample * n, [=] FASTTRAIN_HD(index k) {
+      const index s = k / out_sample, r = k % out_sample, c = r % C, oy = r / C / Wo, ox = r / C % Wo;
+      float acc = 0.f;
+      for (index ky = 0; ky < 3; ++ky) {
+        const index iy = oy * Stride - 1 + ky;
+        if (iy < 0 || iy >= H) continue;
+        for (index kx = 0; kx < 3; ++kx) {
+          const index ix = ox * Stride - 1 + kx;
+          if (ix >= 0 && ix < W) acc += tap(ky) * tap(kx) * in[s * in_sample + (iy * W + ix) * C + c];
+        }
+      }
+      out[k] = acc;
+    });
+  }
+  void transpose_kernel(const float* dy, float* dx, const typename B::window& g, index n) {
+    const index C = g.C, H = g.H, W = g.W, Ho = g.Ho, Wo = g.Wo, in_sample = C * H * W, out_sample = C * Ho * Wo;
+    B::for_index(in_sample * n, [=] FASTTRAIN_HD(index k) {
+      const index s = k / in_sample, r = k % in_sample, c = r % C, iy = r / C / W, ix = r / C % W;
+      float acc = 0.f;
+      for (index ky = 0; ky < 3; ++ky) {
+        const index ty = iy + 1 - ky;  // = oy * Stride
+        if (ty < 0 || ty % Stride != 0 || ty / Stride >= Ho) continue;
+        for (index kx = 0; kx < 3; ++kx) {
+          const index tx = ix + 1 - kx;
+          if (tx < 0 || tx % Stride != 0 || tx / Stride >= Wo) continue;
+          acc += tap(ky) * tap(kx) * dy[s * out_sample + ((ty / Stride) * Wo + tx / Stride) * C + c];
+        }
+      }
+      dx[k] = acc;
+    });
   }
 
  private:

@@ -92,41 +92,45 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
     const index n = x.batch(), per_sample = x.shape.size() / C;  // values per channel in one sample
     const index m = per_sample * n;
     y.resize(x.shape, n);
-    if (mode == Mode::eval) {
-      const auto X = B::view(x.data.data(), C, m);
-      auto Y = B::view(y.data.data(), C, m);
-      const matrix scale = weight.array() / (running_var.array() + eps_).sqrt();
-      const matrix shift = bias.array() - running_mean.array() * scale.array();
-      Y = (X.array().colwise() * scale.col(0).array()).colwise() + shift.col(0).array();
-      trained_ = false;
-      return;
+    if constexpr (!std::is_same_v<B, cpu::eigen>) {
+      forward_kernels(x, y, mode, n, per_sample);
+    } else {
+      if (mode == Mode::eval) {
+        const auto X = B::view(x.data.data(), C, m);
+        auto Y = B::view(y.data.data(), C, m);
+        const matrix scale = weight.array() / (running_var.array() + eps_).sqrt();
+        const matrix shift = bias.array() - running_mean.array() * scale.array();
+        Y = (X.array().colwise() * scale.col(0).array()).colwise() + shift.col(0).array();
+        trained_ = false;
+        return;
+      }
+      const index k_count = chunks(n);
+      const index last = n == 0 ? 0 : n - (k_count - 1) * GhostSize;  // samples in the last (smallest) chunk
+      if (last * per_sample < 2)
+        throw shape_error(name() + ": training needs more than one value per channel in every ghost batch (the last of " +
+                          std::to_string(n) + " samples split into chunks of " + std::to_string(GhostSize) + " has " +
+                          std::to_string(last * per_sample) + ")");
+      xhat_.resize(C, m);
+      invstd_.resize(C, k_count);
+      for (index k = 0; k < k_count; ++k) {
+        const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
+        const auto X = B::view(x.data.data() + first * C, C, mk);
+        auto Y = B::view(y.data.data() + first * C, C, mk);
+        auto xhat = B::view(xhat_.data() + first * C, C, mk);
+        // BatchNorm2d's training step on the chunk's C x mk block.
+        const matrix mean = X.rowwise().mean();
+        xhat = X.colwise() - mean.col(0);
+        const matrix var = xhat.array().square().rowwise().mean();
+        const matrix invstd = (var.array() + eps_).rsqrt();
+        invstd_.col(k) = invstd.col(0);
+        xhat.array().colwise() *= invstd.col(0).array();
+        Y = (xhat.array().colwise() * weight.col(0).array()).colwise() + bias.col(0).array();
+        running_mean = (1.f - momentum_) * running_mean + momentum_ * mean;
+        running_var = (1.f - momentum_) * running_var +
+                      (momentum_ * static_cast<float>(mk) / static_cast<float>(mk - 1)) * var;
+      }
+      trained_ = true;
     }
-    const index k_count = chunks(n);
-    const index last = n == 0 ? 0 : n - (k_count - 1) * GhostSize;  // samples in the last (smallest) chunk
-    if (last * per_sample < 2)
-      throw shape_error(name() + ": training needs more than one value per channel in every ghost batch (the last of " +
-                        std::to_string(n) + " samples split into chunks of " + std::to_string(GhostSize) + " has " +
-                        std::to_string(last * per_sample) + ")");
-    xhat_.resize(C, m);
-    invstd_.resize(C, k_count);
-    for (index k = 0; k < k_count; ++k) {
-      const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
-      const auto X = B::view(x.data.data() + first * C, C, mk);
-      auto Y = B::view(y.data.data() + first * C, C, mk);
-      auto xhat = B::view(xhat_.data() + first * C, C, mk);
-      // BatchNorm2d's training step on the chunk's C x mk block.
-      const matrix mean = X.rowwise().mean();
-      xhat = X.colwise() - mean.col(0);
-      const matrix var = xhat.array().square().rowwise().mean();
-      const matrix invstd = (var.array() + eps_).rsqrt();
-      invstd_.col(k) = invstd.col(0);
-      xhat.array().colwise() *= invstd.col(0).array();
-      Y = (xhat.array().colwise() * weight.col(0).array()).colwise() + bias.col(0).array();
-      running_mean = (1.f - momentum_) * running_mean + momentum_ * mean;
-      running_var = (1.f - momentum_) * running_var +
-                    (momentum_ * static_cast<float>(mk) / static_cast<float>(mk - 1)) * var;
-    }
-    trained_ = true;
   }
 
   void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
@@ -134,25 +138,29 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
     const index n = x.batch(), per_sample = x.shape.size() / C, m = per_sample * n;
     if (xhat_.cols() != m || invstd_.cols() != chunks(n))
       throw std::logic_error(name() + ": backward's batch is not the one of the last training-mode forward");
-    // The shared weight and bias collect their gradients over all chunks.
-    const auto DY = B::view(dy.data.data(), C, m);
-    bias_grad = DY.rowwise().sum();
-    weight_grad = (DY.array() * xhat_.array()).rowwise().sum();
-    if (!dx) return;
-    dx->resize(x.shape, n);
-    for (index k = 0; k < chunks(n); ++k) {
-      const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
-      const auto dyk = B::view(dy.data.data() + first * C, C, mk);
-      const auto xhat = B::view(xhat_.data() + first * C, C, mk);
-      auto DX = B::view(dx->data.data() + first * C, C, mk);
-      // Per chunk: dx = gamma invstd_k / m_k (m_k dy - sum_k(dy) - xhat sum_k(dy xhat)).
-      const matrix sum_dy = dyk.rowwise().sum();
-      const matrix sum_dy_xhat = (dyk.array() * xhat.array()).rowwise().sum();
-      const matrix scale = weight.array() * invstd_.col(k).array() * (1.f / static_cast<float>(mk));
-      DX = ((dyk.array() * static_cast<float>(mk)).colwise() - sum_dy.col(0).array() -
-            xhat.array().colwise() * sum_dy_xhat.col(0).array())
-               .colwise() *
-           scale.col(0).array();
+    if constexpr (!std::is_same_v<B, cpu::eigen>) {
+      backward_kernels(dy, dx, n, per_sample);
+    } else {
+      // The shared weight and bias collect their gradients over all chunks.
+      const auto DY = B::view(dy.data.data(), C, m);
+      bias_grad = DY.rowwise().sum();
+      weight_grad = (DY.array() * xhat_.array()).rowwise().sum();
+      if (!dx) return;
+      dx->resize(x.shape, n);
+      for (index k = 0; k < chunks(n); ++k) {
+        const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
+        const auto dyk = B::view(dy.data.data() + first * C, C, mk);
+        const auto xhat = B::view(xhat_.data() + first * C, C, mk);
+        auto DX = B::view(dx->data.data() + first * C, C, mk);
+        // Per chunk: dx = gamma invstd_k / m_k (m_k dy - sum_k(dy) - xhat sum_k(dy xhat)).
+        const matrix sum_dy = dyk.rowwise().sum();
+        const matrix sum_dy_xhat = (dyk.array() * xhat.array()).rowwise().sum();
+        const matrix scale = weight.array() * invstd_.col(k).array() * (1.f / static_cast<float>(mk));
+        DX = ((dyk.array() * static_cast<float>(mk)).colwise() - sum_dy.col(0).array() -
+              xhat.array().colwise() * sum_dy_xhat.col(0).array())
+                 .colwise() *
+             scale.col(0).array();
+      }
     }
   }
 
@@ -176,9 +184,97 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
   matrix weight, bias, weight_grad, bias_grad;
   matrix running_mean, running_var;  ///< state, not trained by the optimizer
 
+  // The same formulas as index kernels, for the backends other than cpu::eigen (public only
+  // because nvcc refuses device lambdas in private member functions).
+  void forward_kernels(const tensor& x, tensor& y, Mode mode, index n, index per_sample) {
+    const float* X = x.data.data();
+    float* Y = y.data.data();
+    const float eps = eps_;
+    const float *w = weight.data(), *b = bias.data();
+    if (mode == Mode::eval) {
+      const float *rm = running_mean.data(), *rv = running_var.data();
+      B::for_index2(C, per_sample * n, [=] FASTTRAIN_HD(index c, index j) {
+        const float scale = w[c] / std::sqrt(rv[c] + eps);
+        Y[c + j * C] = X[c + j * C] * scale + (b[c] - rm[c] * scale);
+      });
+      trained_ = false;
+      return;
+    }
+    const index k_count = chunks(n);
+    const index last = n == 0 ? 0 : n - (k_count - 1) * GhostSize;
+    if (last * per_sample < 2)
+      throw shape_error(name() + ": training needs more than one value per channel in every ghost batch (the last of " +
+                        std::to_string(n) + " samples split into chunks of " + std::to_string(GhostSize) + " has " +
+                        std::to_string(last * per_sample) + ")");
+    xhat_.resize(C, per_sample * n);
+    invstd_.resize(C, k_count);
+    for (index k = 0; k < k_count; ++k) {
+      const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
+      const float* Xk = X + first * C;
+      float* Yk = Y + first * C;
+      float* xh = xhat_.data() + first * C;
+      float* is = invstd_.data() + k * C;
+      const float fm = static_cast<float>(mk);
+      B::row_sums(B::view(Xk, C, mk), mean_);
+      B::apply([=] FASTTRAIN_HD(float& mu) { mu /= fm; }, mean_);
+      const float* mu = mean_.data();
+      B::for_index2(C, mk, [=] FASTTRAIN_HD(index c, index j) {
+        const float d = Xk[c + j * C] - mu[c];
+        xh[c + j * C] = d;
+        Yk[c + j * C] = d * d;  // the squares until the last pass
+      });
+      B::row_sums(B::view(Yk, C, mk), var_);
+      float* var = var_.data();
+      B::for_index(C, [=] FASTTRAIN_HD(index c) {
+        var[c] /= fm;
+        is[c] = 1.f / std::sqrt(var[c] + eps);
+      });
+      B::for_index2(C, mk, [=] FASTTRAIN_HD(index c, index j) {
+        const float h = xh[c + j * C] * is[c];
+        xh[c + j * C] = h;
+        Yk[c + j * C] = h * w[c] + b[c];
+      });
+      const float mom = momentum_, unbias = fm / static_cast<float>(mk - 1);
+      B::apply([=] FASTTRAIN_HD(float& rm, float& rv, const float& m1, const float& v) {
+        rm = (1.f - mom) * rm + mom * m1;
+        rv = (1.f - mom) * rv + (mom * unbias) * v;
+      }, running_mean, running_var, mean_, var_);
+    }
+    trained_ = true;
+  }
+  void backward_kernels(const tensor& dy, tensor* dx, index n, index per_sample) {
+    const index m = per_sample * n;
+    const float* DY = dy.data.data();
+    const float* xh = xhat_.data();
+    B::row_sums(B::view(DY, C, m), bias_grad);
+    tmp_.resize(C, m);
+    float* t = tmp_.data();
+    B::for_index(C * m, [=] FASTTRAIN_HD(index k) { t[k] = DY[k] * xh[k]; });
+    B::row_sums(tmp_, weight_grad);
+    if (!dx) return;
+    dx->resize(dy.shape, n);
+    float* DX = dx->data.data();
+    const float* w = weight.data();
+    for (index k = 0; k < chunks(n); ++k) {
+      const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
+      B::row_sums(B::view(DY + first * C, C, mk), mean_);    // sum of dy over the chunk
+      B::row_sums(B::view(t + first * C, C, mk), var_);      // sum of dy xhat over the chunk
+      const float *sdy = mean_.data(), *sdx = var_.data(), *is = invstd_.data() + k * C;
+      const float fm = static_cast<float>(mk);
+      const float* dyk = DY + first * C;
+      const float* xk = xh + first * C;
+      float* dxk = DX + first * C;
+      B::for_index2(C, mk, [=] FASTTRAIN_HD(index c, index j) {
+        const index i = c + j * C;
+        dxk[i] = (dyk[i] * fm - sdy[c] - xk[i] * sdx[c]) * (w[c] * is[c] / fm);
+      });
+    }
+  }
+
  private:
   float momentum_, eps_;
   matrix xhat_;    // C x (pixels * batch): every chunk's normalised input
+  matrix mean_, var_, tmp_;  // the kernel path's scratch
   matrix invstd_;  // C x chunks
   bool trained_ = false;
 };

@@ -78,14 +78,40 @@ class SqueezeExcite2d {
     const index n = x.batch(), pixels = x.shape[1] * x.shape[2], sample = C * pixels;
     squeeze_.resize(C, n);
     const float inv_pixels = 1.f / static_cast<float>(pixels);
-    for_samples(n, sample, [&](index s) {
-      squeeze_.col(s) = B::view(x.data.data() + s * sample, C, pixels).rowwise().sum() * inv_pixels;
-    });
-    excite();
     y.resize(x.shape, n);
-    for_samples(n, sample, [&](index s) {
-      B::view(y.data.data() + s * sample, C, pixels) =
-          B::view(x.data.data() + s * sample, C, pixels).array().colwise() * gate_.col(s).array();
+    if constexpr (std::is_same_v<B, cpu::eigen>) {
+      for_samples(n, sample, [&](index s) {
+        squeeze_.col(s) = B::view(x.data.data() + s * sample, C, pixels).rowwise().sum() * inv_pixels;
+      });
+      excite();
+      for_samples(n, sample, [&](index s) {
+        B::view(y.data.data() + s * sample, C, pixels) =
+            B::view(x.data.data() + s * sample, C, pixels).array().colwise() * gate_.col(s).array();
+      });
+    } else {
+      squeeze_kernel(x.data.data(), nullptr, pixels, n, inv_pixels);
+      excite();
+      const float *X = x.data.data(), *a = gate_.data();
+      float* Y = y.data.data();
+      B::for_index2(C, pixels * n, [=] FASTTRAIN_HD(index c, index j) { Y[c + j * C] = X[c + j * C] * a[c + (j / pixels) * C]; });
+    }
+  }
+
+  // Index kernels for the backends other than cpu::eigen (public only because nvcc refuses
+  // device lambdas in private member functions): the squeeze (channel means per sample) and,
+  // with dy, da = sum over pixels of dy x.
+  void squeeze_kernel(const float* X, const float* G, index pixels, index n, float inv_pixels) {
+    float* sq = squeeze_.data();
+    float* dg = G ? dgate_.data() : nullptr;
+    B::for_index2(C, n, [=] FASTTRAIN_HD(index c, index s) {
+      float acc = 0.f, dacc = 0.f;
+      for (index p = 0; p < pixels; ++p) {
+        const index at = (s * pixels + p) * C + c;
+        acc += X[at];
+        if (dg) dacc += G[at] * X[at];
+      }
+      sq[c + s * C] = acc * inv_pixels;
+      if (dg) dg[c + s * C] = dacc;
     });
   }
 
@@ -96,30 +122,43 @@ class SqueezeExcite2d {
     dgate_.resize(C, n);
     const float inv_pixels = 1.f / static_cast<float>(pixels);
     // One pass over x and dy: the squeeze s and da = sum_p g x, per sample.
-    for_samples(n, sample, [&](index s) {
-      const auto X = B::view(x.data.data() + s * sample, C, pixels);
-      const auto G = B::view(dy.data.data() + s * sample, C, pixels);
-      squeeze_.col(s) = X.rowwise().sum() * inv_pixels;
-      dgate_.col(s) = (G.array() * X.array()).rowwise().sum();
-    });
+    if constexpr (std::is_same_v<B, cpu::eigen>) {
+      for_samples(n, sample, [&](index s) {
+        const auto X = B::view(x.data.data() + s * sample, C, pixels);
+        const auto G = B::view(dy.data.data() + s * sample, C, pixels);
+        squeeze_.col(s) = X.rowwise().sum() * inv_pixels;
+        dgate_.col(s) = (G.array() * X.array()).rowwise().sum();
+      });
+    } else {
+      squeeze_kernel(x.data.data(), dy.data.data(), pixels, n, inv_pixels);
+    }
     excite();
     // dz2 = da a (1 - a); fc2's gradients; dz1 = (W2^T dz2) where h > 0; fc1's gradients.
-    dgate_.array() *= gate_.array() * (1.f - gate_.array());
+    B::apply([] FASTTRAIN_HD(float& d, const float& a) { d *= a * (1.f - a); }, dgate_, gate_);
     B::gemm(false, true, 1.f, dgate_, hidden_, 0.f, fc2_weight_grad);
     B::row_sums(dgate_, fc2_bias_grad);
     B::gemm(true, false, 1.f, fc2_weight, dgate_, 0.f, dhidden_);
-    dhidden_ = (hidden_.array() > 0.f).select(dhidden_.array(), 0.f);
+    B::apply([] FASTTRAIN_HD(float& d, const float& h) { d = h > 0.f ? d : 0.f; }, dhidden_, hidden_);
     B::gemm(false, true, 1.f, dhidden_, squeeze_, 0.f, fc1_weight_grad);
     B::row_sums(dhidden_, fc1_bias_grad);
     if (!dx) return;
     // dL/ds, spread evenly over the pixels: dx = a g + (W1^T dz1) / (H W).
     B::gemm(true, false, inv_pixels, fc1_weight, dhidden_, 0.f, dsqueeze_);
     dx->resize(x.shape, n);
-    for_samples(n, sample, [&](index s) {
-      B::view(dx->data.data() + s * sample, C, pixels) =
-          (B::view(dy.data.data() + s * sample, C, pixels).array().colwise() * gate_.col(s).array()).colwise() +
-          dsqueeze_.col(s).array();
-    });
+    if constexpr (std::is_same_v<B, cpu::eigen>) {
+      for_samples(n, sample, [&](index s) {
+        B::view(dx->data.data() + s * sample, C, pixels) =
+            (B::view(dy.data.data() + s * sample, C, pixels).array().colwise() * gate_.col(s).array()).colwise() +
+            dsqueeze_.col(s).array();
+      });
+    } else {
+      const float *G = dy.data.data(), *a = gate_.data(), *ds = dsqueeze_.data();
+      float* DX = dx->data.data();
+      B::for_index2(C, pixels * n, [=] FASTTRAIN_HD(index c, index j) {
+        const index cs = c + (j / pixels) * C;
+        DX[c + j * C] = G[c + j * C] * a[cs] + ds[cs];
+      });
+    }
   }
 
   template <class F>
@@ -150,17 +189,18 @@ class SqueezeExcite2d {
   matrix fc1_weight, fc1_bias, fc2_weight, fc2_bias;
   matrix fc1_weight_grad, fc1_bias_grad, fc2_weight_grad, fc2_bias_grad;
 
- private:
-  // hidden_ = ReLU(W1 squeeze_ + b1), gate_ = sigmoid(W2 hidden_ + b2), for the batch.
+  // hidden_ = ReLU(W1 squeeze_ + b1), gate_ = sigmoid(W2 hidden_ + b2), for the batch. (Public
+  // only because nvcc refuses device lambdas in private member functions.)
   void excite() {
     B::gemm(false, false, 1.f, fc1_weight, squeeze_, 0.f, hidden_);
     B::add_bias(hidden_, fc1_bias);
-    hidden_ = hidden_.unaryExpr([](float v) { return ops::relu::f(v); });
+    B::apply([] FASTTRAIN_HD(float& v) { v = ops::relu::f(v); }, hidden_);
     B::gemm(false, false, 1.f, fc2_weight, hidden_, 0.f, gate_);
     B::add_bias(gate_, fc2_bias);
-    gate_ = gate_.unaryExpr([](float v) { return 1.f / (1.f + std::exp(-v)); });
+    B::apply([] FASTTRAIN_HD(float& v) { v = 1.f / (1.f + std::exp(-v)); }, gate_);
   }
 
+ private:
   // f(sample) for every sample; split over the threads when the batch is large enough to
   // pay for starting them.
   template <class F>

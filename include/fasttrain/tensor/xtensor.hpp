@@ -87,29 +87,26 @@ struct xtensor : detail::kernels<xtensor> {
   static const_view_type view(const float* p, index rows, index cols) { return {p, rows, cols}; }
 
   // ---- execution --------------------------------------------------------------------------
-  static int threads() { return 1; }  // parallel_parts runs serially; BLAS and for_index thread
+  // Threads: the BLAS's own. Element loops run serially: OpenMP threads next to OpenBLAS's
+  // pthreads made both spin-wait for the cores (bench_backends, MLP, 2 cores: 17k samples/s
+  // with OpenMP element loops, 129k with serial ones).
+  static int threads() { return 1; }
   template <class F>
   static void parallel_parts(index n, F&& f) {
     if (n > 0) f(0, index{0}, n);
   }
   template <class F>
   static void for_index(index n, F f) {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n >= (1 << 14))
-#endif
     for (index k = 0; k < n; ++k) f(k);
   }
   template <class F>
   static void for_index2(index r, index c, F f) {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (r * c >= (1 << 16))
-#endif
     for (index j = 0; j < c; ++j)
       for (index i = 0; i < r; ++i) f(i, j);
   }
   static void from_host(const float* p, index r, index c, matrix& m) {
     m.resize(r, c);
-    if (r * c) std::memcpy(m.data(), p, static_cast<std::size_t>(r * c) * sizeof(float));
+    if (r * c != 0) std::memcpy(m.data(), p, static_cast<std::size_t>(r * c) * sizeof(float));
   }
   template <class M>
   static void to_host(const M& m, float* p) {

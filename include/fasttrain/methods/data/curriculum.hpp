@@ -53,7 +53,6 @@ struct CurriculumOptions {
 class Curriculum {
  public:
   static constexpr taxonomy tag{component::data, action::reorder};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::epoch_begin>;
   using conflicts_with = type_list<DataPruning>;
 

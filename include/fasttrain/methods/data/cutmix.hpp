@@ -36,7 +36,6 @@ struct Box {
 class CutMix : public detail::pair_mixer {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward, event::before_loss, event::after_loss>;
   using runs_before = type_list<LabelSmoothing>;
   using conflicts_with = type_list<MixUp>;
@@ -52,32 +51,33 @@ class CutMix : public detail::pair_mixer {
 
   template <class Ctx>
   void on_before_forward(Ctx& ctx) {
-    auto& in = ctx.batch.inputs;
-    if (in.shape.rank != 3)
-      throw shape_error("fasttrain::methods::CutMix: needs image samples {C, H, W}, got shape " + in.shape.str());
-    const std::int64_t C = in.shape[0], H = in.shape[1], W = in.shape[2];
-    const auto n = in.data.cols();
-    const double lam = rng_.beta(opt_.alpha, opt_.alpha);
-    draw_pairing(n);
-    const double cut = std::sqrt(1.0 - lam);
-    const auto ch = static_cast<std::int64_t>(cut * static_cast<double>(H)),
-               cw = static_cast<std::int64_t>(cut * static_cast<double>(W));
-    const auto cy = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(H))),
-               cx = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(W)));
-    box_ = {std::clamp(cy - ch / 2, std::int64_t{0}, H), std::clamp(cy + ch - ch / 2, std::int64_t{0}, H),
-            std::clamp(cx - cw / 2, std::int64_t{0}, W), std::clamp(cx + cw - cw / 2, std::int64_t{0}, W)};
-    lambda_ = 1.f - static_cast<float>(box_.area()) / static_cast<float>(H * W);
-    if (box_.area() == 0) return;
-    inputs_ = in.data;
-    const std::int64_t row = (box_.x1 - box_.x0) * C;  // one box row: contiguous (channels fastest)
-    for (Eigen::Index j = 0; j < n; ++j) {
-      const float* src = inputs_.col(perm_[static_cast<std::size_t>(j)]).data();
-      float* dst = in.data.col(j).data();
-      for (std::int64_t y = box_.y0; y < box_.y1; ++y) {
-        const std::int64_t at = C * (box_.x0 + W * y);
-        std::copy(src + at, src + at + row, dst + at);
+    with_host_tensor<typename Ctx::backend>(ctx.batch.inputs, [&](cpu::eigen::tensor& in) {
+      if (in.shape.rank != 3)
+        throw shape_error("fasttrain::methods::CutMix: needs image samples {C, H, W}, got shape " + in.shape.str());
+      const std::int64_t C = in.shape[0], H = in.shape[1], W = in.shape[2];
+      const auto n = in.data.cols();
+      const double lam = rng_.beta(opt_.alpha, opt_.alpha);
+      draw_pairing(n);
+      const double cut = std::sqrt(1.0 - lam);
+      const auto ch = static_cast<std::int64_t>(cut * static_cast<double>(H)),
+                 cw = static_cast<std::int64_t>(cut * static_cast<double>(W));
+      const auto cy = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(H))),
+                 cx = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(W)));
+      box_ = {std::clamp(cy - ch / 2, std::int64_t{0}, H), std::clamp(cy + ch - ch / 2, std::int64_t{0}, H),
+              std::clamp(cx - cw / 2, std::int64_t{0}, W), std::clamp(cx + cw - cw / 2, std::int64_t{0}, W)};
+      lambda_ = 1.f - static_cast<float>(box_.area()) / static_cast<float>(H * W);
+      if (box_.area() == 0) return;
+      inputs_ = in.data;
+      const std::int64_t row = (box_.x1 - box_.x0) * C;  // one box row: contiguous (channels fastest)
+      for (Eigen::Index j = 0; j < n; ++j) {
+        const float* src = inputs_.col(perm_[static_cast<std::size_t>(j)]).data();
+        float* dst = in.data.col(j).data();
+        for (std::int64_t y = box_.y0; y < box_.y1; ++y) {
+          const std::int64_t at = C * (box_.x0 + W * y);
+          std::copy(src + at, src + at + row, dst + at);
+        }
       }
-    }
+    });
   }
 
   template <class Archive>

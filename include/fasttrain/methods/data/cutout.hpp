@@ -20,6 +20,7 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/rng.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -33,7 +34,6 @@ struct CutOutOptions {
 class CutOut {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward>;
 
   explicit CutOut(CutOutOptions o = {}) : opt_(o), rng_(o.seed) {
@@ -46,23 +46,24 @@ class CutOut {
 
   template <class Ctx>
   void on_before_forward(Ctx& ctx) {
-    auto& in = ctx.batch.inputs;
-    if (in.shape.rank != 3)
-      throw shape_error("fasttrain::methods::CutOut: needs image samples {C, H, W}, got shape " + in.shape.str());
-    const std::int64_t C = in.shape[0], H = in.shape[1], W = in.shape[2];
-    const auto side = std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(std::lround(opt_.length * static_cast<float>(std::min(H, W)))));
-    for (Eigen::Index j = 0; j < in.data.cols(); ++j) {
-      float* img = in.data.col(j).data();
-      for (int h = 0; h < opt_.holes; ++h) {
-        const auto cy = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(H))),
-                   cx = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(W)));
-        const std::int64_t y0 = std::max<std::int64_t>(0, cy - side / 2), y1 = std::min(H, cy - side / 2 + side);
-        const std::int64_t x0 = std::max<std::int64_t>(0, cx - side / 2), x1 = std::min(W, cx - side / 2 + side);
-        for (std::int64_t y = y0; y < y1; ++y)
-          std::fill(img + C * (x0 + W * y), img + C * (x1 + W * y), 0.f);
+    with_host_tensor<typename Ctx::backend>(ctx.batch.inputs, [&](cpu::eigen::tensor& in) {
+      if (in.shape.rank != 3)
+        throw shape_error("fasttrain::methods::CutOut: needs image samples {C, H, W}, got shape " + in.shape.str());
+      const std::int64_t C = in.shape[0], H = in.shape[1], W = in.shape[2];
+      const auto side = std::max<std::int64_t>(
+          1, static_cast<std::int64_t>(std::lround(opt_.length * static_cast<float>(std::min(H, W)))));
+      for (Eigen::Index j = 0; j < in.data.cols(); ++j) {
+        float* img = in.data.col(j).data();
+        for (int h = 0; h < opt_.holes; ++h) {
+          const auto cy = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(H))),
+                     cx = static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(W)));
+          const std::int64_t y0 = std::max<std::int64_t>(0, cy - side / 2), y1 = std::min(H, cy - side / 2 + side);
+          const std::int64_t x0 = std::max<std::int64_t>(0, cx - side / 2), x1 = std::min(W, cx - side / 2 + side);
+          for (std::int64_t y = y0; y < y1; ++y)
+            std::fill(img + C * (x0 + W * y), img + C * (x1 + W * y), 0.f);
+        }
       }
-    }
+    });
   }
 
   template <class Archive>

@@ -39,7 +39,6 @@ struct DataEchoingOptions {
 class DataEchoing {
  public:
   static constexpr taxonomy tag{component::data, action::retrofit};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::batch_begin, event::batch_end>;
 
   explicit DataEchoing(DataEchoingOptions o = {}) : opt_(o) {
@@ -55,15 +54,17 @@ class DataEchoing {
 
   template <class Ctx>
   void on_batch_begin(Ctx& ctx) {
+    using B = typename Ctx::backend;
     auto& b = ctx.batch;
-    if (echo_ == 0) {
+    if (echo_ == 0) {  // kept as a host batch (what a checkpoint stores)
       saved_.inputs.shape = b.inputs.shape;
-      saved_.inputs.data = b.inputs.data;
+      saved_.inputs.data.resize(b.inputs.data.rows(), b.inputs.data.cols());
+      B::to_host(b.inputs.data, saved_.inputs.data.data());
       saved_.labels = b.labels;
       saved_.indices = b.indices;
     } else {
       b.inputs.shape = saved_.inputs.shape;
-      b.inputs.data = saved_.inputs.data;
+      B::from_host(saved_.inputs.data.data(), saved_.inputs.data.rows(), saved_.inputs.data.cols(), b.inputs.data);
       b.labels = saved_.labels;
       b.indices = saved_.indices;
     }

@@ -53,7 +53,6 @@ struct DataPruningOptions {
 class DataPruning {
  public:
   static constexpr taxonomy tag{component::data, action::remove};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::epoch_begin, event::after_forward>;
   /// Both choose each epoch's samples: stacked, one would silently override the other.
   using conflicts_with = type_list<Curriculum>;
@@ -101,7 +100,11 @@ class DataPruning {
   template <class Ctx>
   void on_after_forward(Ctx& ctx) {
     if (opt_.score != ExampleScore::forgetting || !kept_.empty()) return;
-    forgetting_.observe(ctx.outputs.data, ctx.batch.labels, ctx.batch.indices);
+    using B = typename Ctx::backend;
+    if constexpr (std::is_same_v<B, cpu::eigen>)
+      forgetting_.observe(ctx.outputs.data, ctx.batch.labels, ctx.batch.indices);
+    else  // read on the host (classes x batch floats)
+      forgetting_.observe(host_copy<B>(ctx.outputs.data), ctx.batch.labels, ctx.batch.indices);
   }
 
   template <class Archive>

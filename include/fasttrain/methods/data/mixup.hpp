@@ -27,6 +27,7 @@
 #include "fasttrain/methods/optim/label_smoothing.hpp"
 #include "fasttrain/nn/loss.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -66,12 +67,25 @@ class pair_mixer {
   template <class Ctx>
   void on_before_loss(Ctx& ctx) {
     using B = typename Ctx::backend;
-    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods: this method runs only on cpu::eigen so far (docs/backends.md)");
     if (static_cast<std::int64_t>(perm_.size()) != ctx.outputs.batch())
       throw std::logic_error("fasttrain::methods: mixed targets without mixed inputs (before_forward did not run?)");
     saved_ = ctx.targets.soft;
-    mix_targets<B>(ctx.targets, perm_, lambda_, ctx.outputs.sample_size(), targets_);
-    ctx.targets.soft = &targets_;
+    if constexpr (std::is_same_v<B, cpu::eigen>) {
+      mix_targets<B>(ctx.targets, perm_, lambda_, ctx.outputs.sample_size(), targets_);
+      ctx.targets.soft = &targets_;
+    } else {  // mixed on the host (classes x batch floats), then copied to the backend
+      cpu::eigen::matrix soft;
+      nn::Targets<cpu::eigen> host{ctx.targets.labels, nullptr};
+      if (ctx.targets.soft) {
+        soft = host_copy<B>(*ctx.targets.soft);
+        host.soft = &soft;
+      }
+      mix_targets<cpu::eigen>(host, perm_, lambda_, ctx.outputs.sample_size(), targets_);
+      auto& dev = device_targets_.on<B>();
+      if (dev.empty()) dev.emplace_back();
+      B::from_host(targets_.data(), targets_.rows(), targets_.cols(), dev.front());
+      ctx.targets.soft = &dev.front();
+    }
   }
   template <class Ctx>
   void on_after_loss(Ctx& ctx) {
@@ -88,6 +102,7 @@ class pair_mixer {
   float lambda_ = 1.f;
   std::vector<std::int64_t> perm_;
   cpu::eigen::matrix targets_, inputs_;
+  ParamBuffers device_targets_;  // the mixed targets on a backend other than cpu::eigen
   const void* saved_ = nullptr;
 };
 }  // namespace detail
@@ -100,7 +115,6 @@ struct MixUpOptions {
 class MixUp : public detail::pair_mixer {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward, event::before_loss, event::after_loss>;
   using runs_before = type_list<LabelSmoothing>;
 
@@ -113,13 +127,15 @@ class MixUp : public detail::pair_mixer {
 
   template <class Ctx>
   void on_before_forward(Ctx& ctx) {
-    auto& X = ctx.batch.inputs.data;
-    const auto n = X.cols();
-    lambda_ = static_cast<float>(rng_.beta(opt_.alpha, opt_.alpha));
-    draw_pairing(n);
-    inputs_ = X;
-    for (Eigen::Index j = 0; j < n; ++j)
-      X.col(j) = lambda_ * inputs_.col(j) + (1.f - lambda_) * inputs_.col(perm_[static_cast<std::size_t>(j)]);
+    with_host_tensor<typename Ctx::backend>(ctx.batch.inputs, [&](cpu::eigen::tensor& in) {
+      auto& X = in.data;
+      const auto n = X.cols();
+      lambda_ = static_cast<float>(rng_.beta(opt_.alpha, opt_.alpha));
+      draw_pairing(n);
+      inputs_ = X;
+      for (Eigen::Index j = 0; j < n; ++j)
+        X.col(j) = lambda_ * inputs_.col(j) + (1.f - lambda_) * inputs_.col(perm_[static_cast<std::size_t>(j)]);
+    });
   }
 
   template <class Archive>

@@ -41,6 +41,7 @@
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/tensor/shape.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -117,7 +118,6 @@ struct resample_axis {
 class ProgressiveResizing {
  public:
   static constexpr taxonomy tag{component::data, action::restrict};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward, event::batch_end>;
   using runs_before = type_list<MixUp, CutMix, CutOut, RandAugment, SelectiveBackprop>;
 
@@ -240,9 +240,17 @@ class ProgressiveResizing {
     const Shape target = shape_at(ctx.time.fraction(), in.shape);
     last_ = target;
     if (target == in.shape) return;  // full size: the batch is not touched
-    resize(in.data, in.shape, target[1], target[2], small_);
-    // The resized batch goes in; the full-size storage waits in small_ until batch_end.
-    in.data.swap(small_);
+    using B = typename Ctx::backend;
+    auto& aside = set_aside<B>();
+    if constexpr (std::is_same_v<B, cpu::eigen>) {
+      resize(in.data, in.shape, target[1], target[2], aside);
+    } else {  // resampled on the host, the small batch copied to the backend
+      cpu::eigen::matrix small;
+      resize(host_copy<B>(in.data), in.shape, target[1], target[2], small);
+      B::from_host(small.data(), small.rows(), small.cols(), aside);
+    }
+    // The resized batch goes in; the full-size storage waits aside until batch_end.
+    in.data.swap(aside);
     full_shape_ = in.shape;
     in.shape = target;
     swapped_ = true;
@@ -251,7 +259,7 @@ class ProgressiveResizing {
   void on_batch_end(Ctx& ctx) {
     if (!swapped_) return;
     auto& in = ctx.batch.inputs;
-    in.data.swap(small_);
+    in.data.swap(set_aside<typename Ctx::backend>());
     in.shape = full_shape_;
     swapped_ = false;
   }
@@ -286,7 +294,18 @@ class ProgressiveResizing {
   Shape last_;
   Shape full_shape_;
   bool swapped_ = false;
-  cpu::eigen::matrix small_;
+  cpu::eigen::matrix small_;  // the matrix set aside on cpu::eigen
+  ParamBuffers device_small_;  // the same on another backend
+  template <class B>
+  typename B::matrix& set_aside() {
+    if constexpr (std::is_same_v<B, cpu::eigen>) {
+      return small_;
+    } else {
+      auto& v = device_small_.on<B>();
+      if (v.empty()) v.emplace_back();
+      return v.front();
+    }
+  }
   detail::resample_axis rows_, cols_;
   std::vector<std::vector<float>> scratch_;
   std::vector<std::int64_t> offsets_;

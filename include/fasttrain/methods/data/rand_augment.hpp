@@ -34,7 +34,9 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/rng.hpp"
 #include "fasttrain/tensor/eigen.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -157,7 +159,6 @@ struct RandAugmentOptions {
 class RandAugment {
  public:
   static constexpr taxonomy tag{component::data, action::replace};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward>;
 
   explicit RandAugment(RandAugmentOptions o = {}) : opt_(o), rng_(o.seed) {
@@ -214,31 +215,32 @@ class RandAugment {
 
   template <class Ctx>
   void on_before_forward(Ctx& ctx) {
-    auto& in = ctx.batch.inputs;
-    if (in.shape.rank != 3)
-      throw shape_error("fasttrain::methods::RandAugment: needs image samples {C, H, W}, got shape " + in.shape.str());
-    const std::int64_t C = in.shape[0], H = in.shape[1], W = in.shape[2];
-    using B = cpu::eigen;
-    const B::index n = in.data.cols();
-    // Every random choice first, in sample order ...
-    plan_.resize(static_cast<std::size_t>(n * opt_.num_ops));
-    for (auto& step : plan_) {
-      step.o = enabled_[static_cast<std::size_t>(rng_.below(enabled_.size()))];
-      step.sign = rng_.below(2) ? -1 : 1;
-    }
-    // ... then the images, independently.
-    scratch_.resize(static_cast<std::size_t>(std::max(B::threads(), 1)));
-    auto part = [&](int w, B::index first, B::index count) {
-      for (auto j = first; j < first + count; ++j) {
-        float* img = in.data.col(j).data();
-        for (int k = 0; k < opt_.num_ops; ++k) {
-          const auto& step = plan_[index(j, k)];
-          apply(step.o, step.sign, img, C, H, W, scratch_[static_cast<std::size_t>(w)]);
-        }
+    with_host_tensor<typename Ctx::backend>(ctx.batch.inputs, [&](cpu::eigen::tensor& in) {
+      if (in.shape.rank != 3)
+        throw shape_error("fasttrain::methods::RandAugment: needs image samples {C, H, W}, got shape " + in.shape.str());
+      const std::int64_t C = in.shape[0], H = in.shape[1], W = in.shape[2];
+      using B = cpu::eigen;
+      const B::index n = in.data.cols();
+      // Every random choice first, in sample order ...
+      plan_.resize(static_cast<std::size_t>(n * opt_.num_ops));
+      for (auto& step : plan_) {
+        step.o = enabled_[static_cast<std::size_t>(rng_.below(enabled_.size()))];
+        step.sign = rng_.below(2) ? -1 : 1;
       }
-    };
-    if (n * C * H * W >= (std::int64_t{1} << 16)) B::parallel_parts(n, part);
-    else if (n > 0) part(0, 0, n);
+      // ... then the images, independently.
+      scratch_.resize(static_cast<std::size_t>(std::max(B::threads(), 1)));
+      auto part = [&](int w, B::index first, B::index count) {
+        for (auto j = first; j < first + count; ++j) {
+          float* img = in.data.col(j).data();
+          for (int k = 0; k < opt_.num_ops; ++k) {
+            const auto& step = plan_[index(j, k)];
+            apply(step.o, step.sign, img, C, H, W, scratch_[static_cast<std::size_t>(w)]);
+          }
+        }
+      };
+      if (n * C * H * W >= (std::int64_t{1} << 16)) B::parallel_parts(n, part);
+      else if (n > 0) part(0, 0, n);
+    });
   }
 
   template <class Archive>

@@ -23,6 +23,7 @@
 #include "fasttrain/data/dataset.hpp"
 #include "fasttrain/nn/layer.hpp"
 #include "fasttrain/train/context.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/evaluate.hpp"
 
 namespace fasttrain::methods {
@@ -34,9 +35,10 @@ std::vector<float> el2n_scores(Model& model, const data::Dataset& ds, std::int64
   using B = typename Model::backend;
   fasttrain::detail::require(chunk >= 1, "fasttrain::methods::el2n_scores: chunk must be >= 1, got ", chunk);
   std::vector<float> out(static_cast<std::size_t>(ds.size()));
-  typename B::matrix p;
+  cpu::eigen::matrix p;  // on the host: classes x chunk floats
   for_each_output(model, ds, chunk, [&](std::int64_t first, std::int64_t n, const auto& z) {
-    B::softmax_columns(z.data, p);
+    if constexpr (std::is_same_v<B, cpu::eigen>) B::softmax_columns(z.data, p);
+    else cpu::eigen::softmax_columns(host_copy<B>(z.data), p);
     for (std::int64_t j = 0; j < n; ++j) {
       const auto y = ds.labels[static_cast<std::size_t>(first + j)];
       if (y < 0 || y >= p.rows())

@@ -39,6 +39,7 @@
 #include "fasttrain/nn/layer.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -85,7 +86,6 @@ class SelectiveBackprop {
   using Options = SelectiveBackpropOptions;
   using Selection = Options::Selection;
   static constexpr taxonomy tag{component::data, action::remove};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_forward>;
   using runs_before = type_list<MixUp, CutMix, CutOut, RandAugment>;
 
@@ -117,7 +117,6 @@ class SelectiveBackprop {
   template <class Ctx>
   void on_before_forward(Ctx& ctx) {
     using B = typename Ctx::backend;
-    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods: this method runs only on cpu::eigen so far (docs/backends.md)");
     auto& batch = ctx.batch;
     const std::int64_t n = batch.size();
     if (!active(ctx.time) || n < 2) return;
@@ -125,11 +124,30 @@ class SelectiveBackprop {
     if (k >= n) return;
 
     const auto& scores = ctx.model.forward(batch.inputs, nn::Mode::eval);
-    detail::sample_losses<B>(scores.data, batch.labels, opt_.score, losses_);
+    if constexpr (std::is_same_v<B, cpu::eigen>)
+      detail::sample_losses<B>(scores.data, batch.labels, opt_.score, losses_);
+    else  // scored on the host (classes x batch floats)
+      detail::sample_losses<cpu::eigen>(host_copy<B>(scores.data), batch.labels, opt_.score, losses_);
     select(n, k);
+    with_host_tensor<B>(batch.inputs, [&](cpu::eigen::tensor& in) { keep_columns(in.data, batch, k); });
+  }
 
-    // Cut the batch down to the kept columns (in their original order).
-    auto& X = batch.inputs.data;
+  template <class Archive>
+  void state(Archive& ar) {
+    ar.config("start", opt_.start);
+    ar.config("end", opt_.end);
+    ar.config("keep", opt_.keep);
+    ar.config("interrupt", opt_.interrupt);
+    ar.config("selection", opt_.selection);
+    ar.config("score", opt_.score);
+    ar("rng", rng_);
+  }
+
+ private:
+  // Cuts the batch (host inputs X, its labels and indices) down to the kept columns, in their
+  // original order.
+  template <class Batch>
+  void keep_columns(cpu::eigen::matrix& X, Batch& batch, std::int64_t k) {
     inputs_.resize(X.rows(), static_cast<Eigen::Index>(k));
     labels_.resize(static_cast<std::size_t>(k));
     indices_.resize(static_cast<std::size_t>(k));
@@ -145,18 +163,6 @@ class SelectiveBackprop {
     batch.indices.swap(indices_);
   }
 
-  template <class Archive>
-  void state(Archive& ar) {
-    ar.config("start", opt_.start);
-    ar.config("end", opt_.end);
-    ar.config("keep", opt_.keep);
-    ar.config("interrupt", opt_.interrupt);
-    ar.config("selection", opt_.selection);
-    ar.config("score", opt_.score);
-    ar("rng", rng_);
-  }
-
- private:
   // Chooses k of the n positions by losses_ into kept_ (ascending).
   void select(std::int64_t n, std::int64_t k) {
     order_.resize(static_cast<std::size_t>(n));

@@ -26,6 +26,7 @@
 #include "fasttrain/core/time.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -38,7 +39,6 @@ struct LayerFreezingOptions {
 class LayerFreezing {
  public:
   static constexpr taxonomy tag{component::model, action::remove};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   /// Sorted after the other methods: after_step visits methods in reverse order, so this
   /// puts the frozen weights back before any other method (EMA, Lookahead, SWA) reads them.
   static constexpr bool runs_last = true;
@@ -92,17 +92,19 @@ class LayerFreezing {
       // them; their weights are kept from now on.
       model.freeze_prefix(prefix);
       saved_.clear();
+      auto& saved = saved_.on<typename std::decay_t<decltype(model)>::backend>();
       for_prefix(model, prefix, [&](auto& p, auto& g) {
         g.setZero();
-        saved_.push_back(p);
+        saved.push_back(p);
       });
     }
   }
   template <class Ctx>
   void on_after_step(Ctx& ctx) {
     if (saved_.empty()) return;
+    auto& saved = saved_.on<typename std::decay_t<decltype(ctx.model)>::backend>();
     std::size_t i = 0;
-    for_prefix(ctx.model, ctx.model.frozen_prefix(), [&](auto& p, auto&) { p = saved_[i++]; });
+    for_prefix(ctx.model, ctx.model.frozen_prefix(), [&](auto& p, auto&) { p = saved[i++]; });
   }
   template <class Ctx>
   void on_fit_end(Ctx& ctx) {
@@ -146,7 +148,7 @@ class LayerFreezing {
 
   LayerFreezingOptions opt_;
   std::int64_t frozen_ = 0;
-  std::vector<cpu::eigen::matrix> saved_;
+  ParamBuffers saved_;  // the frozen layers' weights, on the model's backend
 };
 
 }  // namespace fasttrain::methods

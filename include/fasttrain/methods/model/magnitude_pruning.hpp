@@ -40,6 +40,7 @@
 #include "fasttrain/core/time.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -104,15 +105,19 @@ inline void magnitude_masks(std::span<const cpu::eigen::matrix* const> weights, 
 
 /// Whether MagnitudePruning prunes a parameter tensor: more than one column (Linear and
 /// Conv2d weights; not biases or BatchNorm's scale and shift).
-inline bool prunable(const cpu::eigen::matrix& p) { return p.cols() > 1; }
+template <class M>
+bool prunable(const M& p) { return p.cols() > 1; }
 
 /// The fraction of exact zeros among the entries of the model's prunable tensors.
 template <class Model>
 double weight_sparsity(Model& model) {
   std::int64_t zeros = 0, n = 0;
+  using B = typename Model::backend;
   model.for_each_parameter([&](auto& p, auto&) {
     if (!prunable(p)) return;
-    zeros += static_cast<std::int64_t>((p.array() == 0.f).count());
+    Eigen::MatrixXf h(p.rows(), p.cols());
+    B::to_host(p, h.data());
+    zeros += static_cast<std::int64_t>((h.array() == 0.f).count());
     n += static_cast<std::int64_t>(p.size());
   });
   return n ? static_cast<double>(zeros) / static_cast<double>(n) : 0.0;
@@ -130,7 +135,6 @@ struct MagnitudePruningOptions {
 class MagnitudePruning {
  public:
   static constexpr taxonomy tag{component::model, action::remove};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_step, event::after_step, event::batch_end, event::fit_end>;
   /// At fit_end after EMA, which may put an unmasked average into the model; at after_step,
   /// a reversed event, before it, so the average is taken over masked weights.
@@ -170,9 +174,9 @@ class MagnitudePruning {
     const double r = 1.0 - (x - t0) / (t1 - t0);
     return sf + (si - sf) * r * r * r;
   }
-  /// The masks (1 kept, 0 pruned) of the prunable tensors, in for_each_parameter order;
-  /// empty before the first update.
-  const std::vector<cpu::eigen::matrix>& masks() const { return masks_; }
+  /// Host copies of the masks (1 kept, 0 pruned) of the prunable tensors, in
+  /// for_each_parameter order; empty before the first update.
+  std::vector<Eigen::MatrixXf> masks() const { return masks_.to_host(); }
   /// The scheduled sparsity the masks were last computed for (0 before the first update).
   double current_target() const { return target_; }
   /// Whether the last update, the one at `end`, has been made (the masks are final).
@@ -180,7 +184,7 @@ class MagnitudePruning {
   /// The fraction of the prunable entries that the masks zero (0 before the first update).
   double sparsity() const {
     std::int64_t masked = 0, n = 0;
-    for (const auto& m : masks_) {
+    for (const auto& m : masks_.to_host()) {
       masked += static_cast<std::int64_t>((m.array() == 0.f).count());
       n += static_cast<std::int64_t>(m.size());
     }
@@ -226,27 +230,44 @@ class MagnitudePruning {
     ar.config("end_unit", opt_.end.unit);
     ar.config("update_every", opt_.update_every);
     ar.config("scope", opt_.scope);
-    ar("masks", masks_);
+    masks_.archive(ar, "masks");
     ar("target", target_);
     ar("final", final_);
   }
 
+  /// x *= mask, element-wise on the backend (public for nvcc's device lambdas).
+  template <class B, class M>
+  static void multiply(M& x, const M& mask) {
+    B::apply([] FASTTRAIN_HD(float& xi, const float& mi) { xi *= mi; }, x, mask);
+  }
+
  private:
-  // Recomputes the masks for sparsity s from the model's current weights.
+  // Recomputes the masks for sparsity s from the model's current weights. The ranking runs
+  // on the host, on copies of the weights and masks (every update_every steps); the masks
+  // then go back to the model's backend.
   template <class Model>
   void update(Model& model, double s) {
-    std::vector<const cpu::eigen::matrix*> w;
+    using B = typename Model::backend;
+    std::vector<Eigen::MatrixXf> weights;
     model.for_each_parameter([&](auto& p, auto&) {
-      if (prunable(p)) w.push_back(&p);
+      if (!prunable(p)) return;
+      weights.emplace_back(p.rows(), p.cols());
+      B::to_host(p, weights.back().data());
     });
     if (!masks_.empty()) check(model);
-    masks_.resize(w.size());
+    std::vector<Eigen::MatrixXf> masks = masks_.to_host();
+    masks.resize(weights.size());
+    std::vector<const Eigen::MatrixXf*> w;
+    for (const auto& x : weights) w.push_back(&x);
     if (opt_.scope == PruningScope::global) {
-      magnitude_masks(w, s, masks_);
+      magnitude_masks(w, s, masks);
     } else {
       for (std::size_t i = 0; i < w.size(); ++i)
-        magnitude_masks(std::span(&w[i], 1), s, std::span(&masks_[i], 1));
+        magnitude_masks(std::span(&w[i], 1), s, std::span(&masks[i], 1));
     }
+    auto& out = masks_.on<B>();
+    out.resize(masks.size());
+    for (std::size_t i = 0; i < masks.size(); ++i) B::from_host(masks[i].data(), masks[i].rows(), masks[i].cols(), out[i]);
     target_ = s;
   }
 
@@ -255,22 +276,24 @@ class MagnitudePruning {
   void apply(Model& model, Pick pick) {
     if (masks_.empty()) return;
     check(model);
+    using B = typename Model::backend;
+    auto& masks = masks_.on<B>();
     std::size_t i = 0;
     model.for_each_parameter([&](auto& p, auto& g) {
       if (!prunable(p)) return;
-      auto& x = pick(p, g);
-      x.array() *= masks_[i++].array();
+      multiply<B>(pick(p, g), masks[i++]);
     });
   }
 
   // The masks must fit the model's prunable tensors (a checkpoint of another model would not).
   template <class Model>
-  void check(Model& model) const {
+  void check(Model& model) {
+    const auto& masks = masks_.on<typename Model::backend>();
     std::size_t n = 0;
     bool shapes = true;
     model.for_each_parameter([&](auto& p, auto&) {
       if (!prunable(p)) return;
-      if (n < masks_.size() && (masks_[n].rows() != p.rows() || masks_[n].cols() != p.cols())) shapes = false;
+      if (n < masks.size() && (masks[n].rows() != p.rows() || masks[n].cols() != p.cols())) shapes = false;
       ++n;
     });
     if (n != masks_.size())
@@ -282,7 +305,7 @@ class MagnitudePruning {
   }
 
   MagnitudePruningOptions opt_;
-  std::vector<cpu::eigen::matrix> masks_;
+  ParamBuffers masks_;  // on the model's backend
   double target_ = 0.0;
   bool final_ = false;
 };

@@ -27,6 +27,7 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/time.hpp"
 #include "fasttrain/tensor/eigen.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/events.hpp"
 #include "fasttrain/train/method.hpp"
 
@@ -42,7 +43,6 @@ struct EMAOptions {
 class EMA {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::after_step, event::eval_begin, event::eval_end, event::fit_end>;
 
   explicit EMA(EMAOptions o = {}) : opt_(o) {
@@ -65,8 +65,9 @@ class EMA {
                              : opt_.half_life.value;
     return std::exp2(-static_cast<double>(opt_.update_every) / steps);
   }
-  /// The averaged weights, in for_each_parameter order (empty before the first update).
-  const std::vector<cpu::eigen::matrix>& averaged() const { return shadow_; }
+  /// Host copies of the averaged weights, in for_each_parameter order (empty before the
+  /// first update).
+  std::vector<Eigen::MatrixXf> averaged() const { return shadow_.to_host(); }
 
   void reset() {
     shadow_.clear();
@@ -76,16 +77,15 @@ class EMA {
   template <class Ctx>
   void on_after_step(Ctx& ctx) {
     if (!ctx.time.reached(opt_.start) || (ctx.time.batch + 1) % opt_.update_every != 0) return;
-    if (shadow_.empty()) {
-      ctx.model.for_each_parameter([&](auto& p, auto&) { shadow_.push_back(p); });
+    using B = typename std::decay_t<decltype(ctx.model)>::backend;
+    auto& shadow = shadow_.on<B>();
+    if (shadow.empty()) {
+      ctx.model.for_each_parameter([&](auto& p, auto&) { shadow.push_back(p); });
       return;
     }
     const auto a = static_cast<float>(smoothing(ctx.time.batches_per_epoch));
     std::size_t i = 0;
-    ctx.model.for_each_parameter([&](auto& p, auto&) {
-      auto& s = shadow_[i++];
-      s = a * s + (1.f - a) * p;
-    });
+    ctx.model.for_each_parameter([&](auto& p, auto&) { fasttrain::detail::blend_into<B>(shadow[i++], p, a); });
   }
   template <class Ctx>
   void on_eval_begin(Ctx& ctx) {
@@ -102,8 +102,10 @@ class EMA {
   template <class Ctx>
   void on_fit_end(Ctx& ctx) {
     if (!opt_.replace_at_end || shadow_.empty()) return;
+    using B = typename std::decay_t<decltype(ctx.model)>::backend;
+    auto& shadow = shadow_.on<B>();
     std::size_t i = 0;
-    ctx.model.for_each_parameter([&](auto& p, auto&) { p = shadow_[i++]; });
+    ctx.model.for_each_parameter([&](auto& p, auto&) { p = shadow[i++]; });
   }
 
   template <class Archive>
@@ -113,19 +115,20 @@ class EMA {
     ar.config("update_every", opt_.update_every);
     ar.config("start", opt_.start.value);
     ar.config("start_unit", opt_.start.unit);
-    ar("averaged", shadow_);
+    shadow_.archive(ar, "averaged");
   }
 
  private:
   template <class Model>
   void swap_in(Model& model) {
+    auto& shadow = shadow_.on<typename Model::backend>();
     std::size_t i = 0, n = 0;
     model.for_each_parameter([&](auto&, auto&) { ++n; });
-    if (n != shadow_.size())
+    if (n != shadow.size())
       throw shape_error(fasttrain::detail::cat("fasttrain::methods::EMA: the model has ", n, " parameter tensors but ",
-                                               shadow_.size(), " are averaged (a different model?)"));
+                                               shadow.size(), " are averaged (a different model?)"));
     model.for_each_parameter([&](auto& p, auto&) {
-      auto& s = shadow_[i++];
+      auto& s = shadow[i++];
       if (s.rows() != p.rows() || s.cols() != p.cols())
         throw shape_error("fasttrain::methods::EMA: an averaged tensor's shape differs from the model's");
       p.swap(s);
@@ -133,7 +136,7 @@ class EMA {
   }
 
   EMAOptions opt_;
-  std::vector<cpu::eigen::matrix> shadow_;
+  ParamBuffers shadow_;  // the averaged weights, on the model's backend
   bool swapped_ = false;
 };
 

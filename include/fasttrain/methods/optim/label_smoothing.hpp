@@ -17,6 +17,7 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/nn/loss.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -30,8 +31,9 @@ void smooth_labels(const typename B::labels& labels, std::int64_t num_classes, f
     throw shape_error(fasttrain::detail::cat("fasttrain::methods::LabelSmoothing: label ",
                                              labels[static_cast<std::size_t>(j)], " at batch index ", j,
                                              " is out of range [0, ", num_classes, ")"));
-  out.setConstant(num_classes, static_cast<typename B::index>(labels.size()),
-                  smoothing / static_cast<float>(num_classes));
+  out.resize(num_classes, static_cast<typename B::index>(labels.size()));
+  const float u = smoothing / static_cast<float>(num_classes);
+  B::apply([=] FASTTRAIN_HD(float& o) { o = u; }, out);
   B::add_at_labels(out, labels, 1.f - smoothing);
 }
 
@@ -40,13 +42,12 @@ template <class B = default_backend>
 void smooth_targets(const typename B::matrix& t, float smoothing, typename B::matrix& out) {
   const float u = smoothing / static_cast<float>(t.rows());
   out.resize(t.rows(), t.cols());
-  B::apply([=](const float& ti, float& oi) { oi = (1.f - smoothing) * ti + u; }, t, out);
+  B::apply([=] FASTTRAIN_HD(const float& ti, float& oi) { oi = (1.f - smoothing) * ti + u; }, t, out);
 }
 
 class LabelSmoothing {
  public:
   static constexpr taxonomy tag{component::optimization, action::replace};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_loss, event::after_loss>;
 
   /// smoothing in [0, 1): the probability mass spread uniformly over all classes.
@@ -82,11 +83,12 @@ class LabelSmoothing {
  private:
   template <class B>
   typename B::matrix& buffer() {
-    static_assert(std::is_same_v<B, cpu::eigen>, "fasttrain::methods::LabelSmoothing: runs only on cpu::eigen so far (docs/backends.md)");
-    return targets_;
+    auto& v = targets_.on<B>();
+    if (v.empty()) v.emplace_back();
+    return v.front();
   }
   float smoothing_;
-  cpu::eigen::matrix targets_;
+  ParamBuffers targets_;  // one matrix: the smoothed targets, on the model's backend
   const void* saved_ = nullptr;
 };
 

@@ -27,6 +27,7 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -41,7 +42,6 @@ struct LookaheadOptions {
 class Lookahead {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::fit_begin, event::after_step>;
   /// Sorted after EMA, so at after_step (reverse order) it synchronises before EMA averages.
   using runs_after = type_list<EMA>;
@@ -55,8 +55,8 @@ class Lookahead {
   static std::string name() { return "Lookahead"; }
   const LookaheadOptions& options() const { return opt_; }
 
-  /// The slow weights, in for_each_parameter order (empty before fit_begin).
-  const std::vector<cpu::eigen::matrix>& slow() const { return slow_; }
+  /// Host copies of the slow weights, in for_each_parameter order (empty before fit_begin).
+  std::vector<Eigen::MatrixXf> slow() const { return slow_.to_host(); }
   /// Synchronisations done so far in this fit.
   std::int64_t syncs() const { return syncs_; }
 
@@ -68,28 +68,30 @@ class Lookahead {
   template <class Ctx>
   void on_fit_begin(Ctx& ctx) {
     reset();
-    ctx.model.for_each_parameter([&](auto& p, auto&) { slow_.push_back(p); });
+    auto& slow = slow_.on<typename std::decay_t<decltype(ctx.model)>::backend>();
+    ctx.model.for_each_parameter([&](auto& p, auto&) { slow.push_back(p); });
   }
 
   template <class Ctx>
   void on_after_step(Ctx& ctx) {
     // Driven without fit_begin (by hand), the first step's result becomes the slow weights.
+    using B = typename std::decay_t<decltype(ctx.model)>::backend;
     if (slow_.empty()) on_fit_begin(ctx);
     if ((ctx.time.batch + 1) % opt_.k != 0) return;
+    auto& slow = slow_.on<B>();
     std::size_t n = 0;
     ctx.model.for_each_parameter([&](auto&, auto&) { ++n; });
-    if (n != slow_.size())
+    if (n != slow.size())
       throw shape_error(fasttrain::detail::cat("fasttrain::methods::Lookahead: the model has ", n,
-                                               " parameter tensors but ", slow_.size(),
+                                               " parameter tensors but ", slow.size(),
                                                " slow ones are kept (a different model?)"));
     const float a = opt_.alpha;
     std::size_t i = 0;
     ctx.model.for_each_parameter([&](auto& p, auto&) {
-      auto& s = slow_[i++];
+      auto& s = slow[i++];
       if (s.rows() != p.rows() || s.cols() != p.cols())
         throw shape_error("fasttrain::methods::Lookahead: a slow tensor's shape differs from the model's");
-      s += a * (p - s);
-      p = s;
+      synchronise<B>(s, p, a);
     });
     ++syncs_;
   }
@@ -100,13 +102,22 @@ class Lookahead {
   void state(Archive& ar) {
     ar.config("k", opt_.k);
     ar.config("alpha", opt_.alpha);
-    ar("slow", slow_);
+    slow_.archive(ar, "slow");
     ar("syncs", syncs_);
+  }
+
+  /// s += a (p - s); p = s, element-wise on the backend (public for nvcc's device lambdas).
+  template <class B, class M>
+  static void synchronise(M& s, M& p, float a) {
+    B::apply([=] FASTTRAIN_HD(float& si, float& pi) {
+      si += a * (pi - si);
+      pi = si;
+    }, s, p);
   }
 
  private:
   LookaheadOptions opt_;
-  std::vector<cpu::eigen::matrix> slow_;
+  ParamBuffers slow_;  // on the model's backend
   std::int64_t syncs_ = 0;
 };
 

@@ -26,6 +26,7 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -42,7 +43,6 @@ struct SAMOptions {
 class SAM {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::before_step>;
   using runs_before = type_list<GradientClipping, MagnitudePruning>;
 
@@ -70,20 +70,22 @@ class SAM {
     if (ctx.time.batch % opt_.interval != 0) return;
     if (!ctx.recompute)
       throw std::logic_error("fasttrain::methods::SAM: the step context has no GradientRecompute");
+    using B = typename std::decay_t<decltype(ctx.model)>::backend;
     double sq = 0.0;
-    ctx.model.for_each_parameter([&](auto&, auto& g) { sq += static_cast<double>(g.squaredNorm()); });
+    ctx.model.for_each_parameter([&](auto&, auto& g) { sq += static_cast<double>(B::squared_norm(g)); });
     const double norm = std::sqrt(sq);
     if (!(norm > 0.0) || !std::isfinite(norm)) return;  // nothing to climb (or left to the finite check)
     const float scale = static_cast<float>(opt_.rho / (norm + opt_.epsilon));
+    auto& saved = saved_.on<B>();
     std::size_t i = 0;
     ctx.model.for_each_parameter([&](auto& p, auto& g) {
-      if (i == saved_.size()) saved_.emplace_back();
-      saved_[i++] = p;
-      p += scale * g;
+      if (i == saved.size()) saved.emplace_back();
+      saved[i++] = p;
+      ascend<B>(p, g, scale);
     });
     last_loss_ = (*ctx.recompute)();
     i = 0;
-    ctx.model.for_each_parameter([&](auto& p, auto&) { p.swap(saved_[i++]); });  // w exactly as it was
+    ctx.model.for_each_parameter([&](auto& p, auto&) { p.swap(saved[i++]); });  // w exactly as it was
     ++sam_steps_;
   }
 
@@ -95,9 +97,15 @@ class SAM {
     ar("sam_steps", sam_steps_);
   }
 
+  /// p += scale g, element-wise on the backend (public for nvcc's device lambdas).
+  template <class B, class M>
+  static void ascend(M& p, const M& g, float scale) {
+    B::apply([=] FASTTRAIN_HD(float& pi, const float& gi) { pi += scale * gi; }, p, g);
+  }
+
  private:
   SAMOptions opt_;
-  std::vector<cpu::eigen::matrix> saved_;  // the unperturbed weights during a SAM step
+  ParamBuffers saved_;  // the unperturbed weights during a SAM step, on the model's backend
   std::int64_t sam_steps_ = 0;
   float last_loss_ = 0.f;
 };

@@ -33,6 +33,7 @@
 #include "fasttrain/nn/layer.hpp"
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/events.hpp"
+#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {
@@ -53,16 +54,23 @@ struct SWAOptions {
 /// number of layers updated.
 template <class Model>
 std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int64_t chunk) {
+  using B = typename Model::backend;
+  using host = Eigen::MatrixXf;  // the sums are kept on the host: C floats per layer
+  auto to_host = [](const typename B::matrix& m) {
+    host h(m.rows(), m.cols());
+    B::to_host(m, h.data());
+    return h;
+  };
   struct saved {
     float momentum;
-    cpu::eigen::matrix mean_sum, var_sum;
+    host mean_sum, var_sum;
   };
   std::vector<saved> bn;
   std::vector<std::pair<bool, float>> bodies;
   nn::visit_layers(model, [&](auto& l) {
     if constexpr (nn::RunningStatistics<decltype(l)>) {
-      bn.push_back({l.momentum(), cpu::eigen::matrix::Zero(l.running_mean.rows(), l.running_mean.cols()),
-                    cpu::eigen::matrix::Zero(l.running_var.rows(), l.running_var.cols())});
+      bn.push_back({l.momentum(), host::Zero(l.running_mean.rows(), l.running_mean.cols()),
+                    host::Zero(l.running_var.rows(), l.running_var.cols())});
       l.set_momentum(1.f);  // after a forward, running_* hold that forward's statistics
     }
     if constexpr (nn::SkippableBody<decltype(l)>) {
@@ -77,13 +85,13 @@ std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int
     const std::int64_t n = std::min(chunk, ds.size() - first);
     if (n < 2 && chunks > 0) break;  // a last chunk of one sample has no variance
     x.shape = ds.sample_shape;
-    x.data = ds.features.middleCols(first, n);
+    B::from_host(ds.features.data() + first * ds.features.rows(), ds.features.rows(), n, x.data);
     (void)model.forward(x, nn::Mode::train);
     std::size_t i = 0;
     nn::visit_layers(model, [&](auto& l) {
       if constexpr (nn::RunningStatistics<decltype(l)>) {
-        bn[i].mean_sum += l.running_mean;
-        bn[i].var_sum += l.running_var;
+        bn[i].mean_sum += to_host(l.running_mean);
+        bn[i].var_sum += to_host(l.running_var);
         ++i;
       }
     });
@@ -92,8 +100,9 @@ std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int
   std::size_t i = 0, b = 0;
   nn::visit_layers(model, [&](auto& l) {
     if constexpr (nn::RunningStatistics<decltype(l)>) {
-      l.running_mean = bn[i].mean_sum / static_cast<float>(chunks);
-      l.running_var = bn[i].var_sum / static_cast<float>(chunks);
+      const host mean = bn[i].mean_sum / static_cast<float>(chunks), var = bn[i].var_sum / static_cast<float>(chunks);
+      B::from_host(mean.data(), mean.rows(), mean.cols(), l.running_mean);
+      B::from_host(var.data(), var.rows(), var.cols(), l.running_var);
       l.set_momentum(bn[i].momentum);
       ++i;
     }
@@ -108,7 +117,6 @@ std::int64_t recompute_batchnorm(Model& model, const data::Dataset& ds, std::int
 class SWA {
  public:
   static constexpr taxonomy tag{component::optimization, action::retrofit};
-  static constexpr bool eigen_only = true;  ///< keeps Eigen state or edits batches in Eigen: cpu::eigen only (docs/backends.md)
   using events = fasttrain::events<event::fit_begin, event::batch_end, event::epoch_end, event::fit_end>;
   using conflicts_with = type_list<EMA>;
 
@@ -132,8 +140,8 @@ class SWA {
   std::int64_t count() const { return count_; }
   /// Whether the model holds the average (from `end` on).
   bool applied() const { return applied_; }
-  /// The average, in for_each_parameter order.
-  const std::vector<cpu::eigen::matrix>& averaged() const { return avg_; }
+  /// Host copies of the average, in for_each_parameter order.
+  std::vector<Eigen::MatrixXf> averaged() const { return avg_.to_host(); }
 
   void reset() {
     avg_.clear();
@@ -178,7 +186,7 @@ class SWA {
     ar.config("update_every", opt_.update_every.value);
     ar.config("update_unit", opt_.update_every.unit);
     ar.config("bn_chunk", opt_.bn_chunk);
-    ar("averaged", avg_);
+    avg_.archive(ar, "averaged");
     ar("count", count_);
     ar("applied", applied_);
   }
@@ -187,17 +195,16 @@ class SWA {
   template <class Ctx>
   void update(Ctx& ctx) {
     if (applied_ || !ctx.time.reached(opt_.start) || ctx.time.reached(opt_.end)) return;
-    if (avg_.empty()) {
-      ctx.model.for_each_parameter([&](auto& p, auto&) { avg_.push_back(p); });
+    using B = typename std::decay_t<decltype(ctx.model)>::backend;
+    auto& avg = avg_.on<B>();
+    if (avg.empty()) {
+      ctx.model.for_each_parameter([&](auto& p, auto&) { avg.push_back(p); });
       count_ = 1;
       return;
     }
     const float keep = static_cast<float>(count_) / static_cast<float>(count_ + 1);
     std::size_t i = 0;
-    ctx.model.for_each_parameter([&](auto& p, auto&) {
-      auto& a = avg_[i++];
-      a = keep * a + (1.f - keep) * p;
-    });
+    ctx.model.for_each_parameter([&](auto& p, auto&) { fasttrain::detail::blend_into<B>(avg[i++], p, keep); });
     ++count_;
   }
   template <class Ctx>
@@ -206,18 +213,19 @@ class SWA {
   }
   template <class Ctx>
   void apply(Ctx& ctx) {
+    auto& avg = avg_.on<typename std::decay_t<decltype(ctx.model)>::backend>();
     std::size_t i = 0;
     ctx.model.for_each_parameter([&](auto& p, auto&) {
-      if (i >= avg_.size() || avg_[i].rows() != p.rows() || avg_[i].cols() != p.cols())
+      if (i >= avg.size() || avg[i].rows() != p.rows() || avg[i].cols() != p.cols())
         throw shape_error("fasttrain::methods::SWA: the averaged weights do not match the model (a different model?)");
-      p = avg_[i++];
+      p = avg[i++];
     });
     if (ctx.data && ctx.data->dataset()) recompute_batchnorm(ctx.model, *ctx.data->dataset(), opt_.bn_chunk);
     applied_ = true;
   }
 
   SWAOptions opt_;
-  std::vector<cpu::eigen::matrix> avg_;
+  ParamBuffers avg_;  // the average, on the model's backend
   std::int64_t count_ = 0;
   bool applied_ = false;
 };
