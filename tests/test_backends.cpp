@@ -302,6 +302,15 @@ data::Dataset squares(std::int64_t n, std::uint64_t seed) {
   return ds;
 }
 
+/// The optimizer Opt (on cpu::eigen) as the same template on backend B.
+template <class Opt>
+struct on_backend;
+template <template <class> class O, class B0>
+struct on_backend<O<B0>> {
+  template <class B>
+  using type = O<B>;
+};
+
 /// Trains Net on backend B for `steps` batches of 16 (SGD with momentum or AdamW, cosine
 /// schedule, gradient checks on); returns the weights and the result.
 template <class Net, class Opt>
@@ -314,7 +323,7 @@ Trained<Net, Opt> train(const data::Dataset& ds, std::int64_t steps, typename Op
                         Methods... methods) {
   typename Net::template rebind<B> net;
   net.reset_parameters(std::uint64_t{5});
-  using BOpt = std::conditional_t<std::is_same_v<Opt, optim::SGD>, optim::BasicSGD<B>, optim::BasicAdamW<B>>;
+  using BOpt = typename on_backend<Opt>::template type<B>;
   Trainer trainer(net, BOpt(o), nn::BasicSoftmaxCrossEntropy<B>{}, std::move(methods)...);
   data::Loader loader(ds, {.batch_size = 16, .seed = 9, .prefetch = 0});
   FitOptions fo;
@@ -326,16 +335,22 @@ Trained<Net, Opt> train(const data::Dataset& ds, std::int64_t steps, typename Op
 }
 }  // namespace
 
-TEST_CASE_TEMPLATE("backend conformance: optimizers step identically", B, FASTTRAIN_BACKENDS) {
+TEST_CASE_TEMPLATE("backend conformance: optimizers (SGD, AdamW, LAMB, LARS) step identically", B, FASTTRAIN_BACKENDS) {
   using Net = nn::Sequential<nn::Linear<4, 6>>;
   const data::Dataset ds = fixtures::blobs(48, 50);
   const auto sgd_ref = train<Ref, Net, optim::SGD>(ds, 6, {.lr = 0.1f, .momentum = 0.9f, .nesterov = true, .weight_decay = 1e-3f});
   const auto sgd = train<B, Net, optim::SGD>(ds, 6, {.lr = 0.1f, .momentum = 0.9f, .nesterov = true, .weight_decay = 1e-3f});
   const auto adam_ref = train<Ref, Net, optim::AdamW>(ds, 6, {.lr = 0.01f, .weight_decay = 1e-2f});
   const auto adam = train<B, Net, optim::AdamW>(ds, 6, {.lr = 0.01f, .weight_decay = 1e-2f});
+  const auto lamb_ref = train<Ref, Net, methods::LAMB>(ds, 6, {.lr = 0.01f, .weight_decay = 1e-2f});
+  const auto lamb = train<B, Net, methods::LAMB>(ds, 6, {.lr = 0.01f, .weight_decay = 1e-2f});
+  const auto lars_ref = train<Ref, Net, methods::LARS>(ds, 6, {.lr = 0.1f, .momentum = 0.9f});
+  const auto lars = train<B, Net, methods::LARS>(ds, 6, {.lr = 0.1f, .momentum = 0.9f});
   for (std::size_t i = 0; i < sgd.weights.size(); ++i) {
     check_close(sgd.weights[i], sgd_ref.weights[i], 1e-5, "SGD weights");
     check_close(adam.weights[i], adam_ref.weights[i], 1e-5, "AdamW weights");
+    check_close(lamb.weights[i], lamb_ref.weights[i], 1e-5, "LAMB weights");
+    check_close(lars.weights[i], lars_ref.weights[i], 1e-5, "LARS weights");
   }
 }
 
@@ -412,7 +427,8 @@ TEST_CASE_TEMPLATE("backend conformance: the methods that run on every backend g
   same("LayerFreezing", methods::LayerFreezing({.start = 0.3, .level = 0.5}));
   same("MagnitudePruning", methods::MagnitudePruning({.target_sparsity = 0.5f, .update_every = 5}));
   same("LabelSmoothing", methods::LabelSmoothing(0.1f));
-  same("GradientClipping", methods::GradientClipping::by_norm(0.5f));
+  same("GradientClipping by norm", methods::GradientClipping::by_norm(0.5f));
+  same("GradientClipping by value", methods::GradientClipping::by_value(0.05f));
   same("BatchSizeWarmup", methods::BatchSizeWarmup{});
   // SWA's BatchNorm statistics pass, on the CNN: statistics pulled to the host and back.
   const data::Dataset sq = squares(96, 81);

@@ -79,6 +79,9 @@ class DataParallel {
  public:
   /// Infrastructure, not a speedup method: it spreads the same computation over ranks.
   static constexpr taxonomy tag{component::none, action::retrofit};
+  /// Copies gradients through host pointers into MPI buffers: cpu::eigen only so far (the
+  /// Trainer refuses it on other backends; docs/backends.md).
+  static constexpr bool eigen_only = true;
   using events = fasttrain::events<event::fit_begin, event::before_step, event::epoch_end, event::eval_end>;
   using runs_after = type_list<methods::SAM>;
   using runs_before = type_list<methods::GradientClipping>;

@@ -139,7 +139,7 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
     if (xhat_.cols() != m || invstd_.cols() != chunks(n))
       throw std::logic_error(name() + ": backward's batch is not the one of the last training-mode forward");
     if constexpr (!std::is_same_v<B, cpu::eigen>) {
-      backward_kernels(dy, dx, n, per_sample);
+      backward_kernels(x.shape, dy, dx, n, per_sample);
     } else {
       // The shared weight and bias collect their gradients over all chunks.
       const auto DY = B::view(dy.data.data(), C, m);
@@ -242,7 +242,7 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
     }
     trained_ = true;
   }
-  void backward_kernels(const tensor& dy, tensor* dx, index n, index per_sample) {
+  void backward_kernels(const Shape& shape, const tensor& dy, tensor* dx, index n, index per_sample) {
     const index m = per_sample * n;
     const float* DY = dy.data.data();
     const float* xh = xhat_.data();
@@ -252,7 +252,7 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
     B::for_index(C * m, [=] FASTTRAIN_HD(index k) { t[k] = DY[k] * xh[k]; });
     B::row_sums(tmp_, weight_grad);
     if (!dx) return;
-    dx->resize(dy.shape, n);
+    dx->resize(shape, n);
     float* DX = dx->data.data();
     const float* w = weight.data();
     for (index k = 0; k < chunks(n); ++k) {

@@ -2,7 +2,8 @@
 //
 //   using Net = nn::Sequential<nn::Linear<784, 256>, nn::ReLU, nn::Linear<256, 10>>::rebind<gpu::thrust>;
 //
-// Not included by fasttrain.hpp: include this header (CMake target fasttrain::thrust).
+// Not included by fasttrain.hpp: include this header (CMake target fasttrain::thrust in
+// fasttrain's own build; the installed package does not export it yet).
 //
 // Where the code runs is Thrust's device system, fixed when the translation unit is compiled:
 //   nvcc (THRUST_DEVICE_SYSTEM_CUDA, the default there): device memory on the GPU, kernels
@@ -183,6 +184,10 @@ struct thrust : detail::kernels<thrust> {
       throw shape_error(detail::cat(name, "::gemm: ", m, "x", k, " times ", (tb ? B.cols() : B.rows()), "x", n, " into ",
                             C.rows(), "x", C.cols()));
     if (m == 0 || n == 0) return;
+    if (k == 0) {  // an empty product (cuBLAS refuses leading dimensions of 0): C = beta C
+      apply([=] FASTTRAIN_HD(float& c) { c *= beta; }, C);
+      return;
+    }
 #if FASTTRAIN_THRUST_CUDA
     const cublasStatus_t st =
         cublasSgemm(cublas(), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),

@@ -3,12 +3,13 @@
 //   using Net = nn::Sequential<nn::Linear<784, 256>, nn::ReLU, nn::Linear<256, 10>>::rebind<cpu::xtensor>;
 //
 // Not included by fasttrain.hpp: include this header (it needs Debian's xtensor-dev and
-// libxtensor-blas-dev, and a CBLAS to link: CMake target fasttrain::xtensor).
+// libxtensor-blas-dev, and a CBLAS to link: CMake target fasttrain::xtensor in fasttrain's own
+// build; the installed package does not export it yet).
 //
 // `matrix` owns an xt::xtensor<float, 2> in column-major layout, so a batch has the same
 // memory layout as cpu::eigen's (one sample per column). GEMM goes through
 // xt::blas::gemm (CBLAS); sums and norms are xtensor reducers; every other primitive is the
-// raw-pointer kernel of tensor/kernels.hpp, run by for_index (OpenMP when compiled with it).
+// raw-pointer kernel of tensor/kernels.hpp, run by for_index (serial loops: the BLAS threads).
 // Results equal cpu::eigen's up to float rounding in a different summation order.
 #pragma once
 

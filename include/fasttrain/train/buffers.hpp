@@ -66,6 +66,14 @@ class ParamBuffers {
   }
   /// Host copies of the buffers, in order.
   std::vector<host_matrix> to_host() const { return h_ ? h_->to_host() : pending_; }
+  /// The buffers as host matrices, by reference: on cpu::eigen the buffers themselves (live);
+  /// on another backend a copy that each call refreshes (valid until the next call).
+  const std::vector<host_matrix>& host() const {
+    if (!h_) return pending_;
+    if (h_->backend() == typeid(cpu::eigen)) return static_cast<const holder<cpu::eigen>*>(h_.get())->v;
+    cache_ = h_->to_host();
+    return cache_;
+  }
 
   /// Writes or reads the buffers as the record `name` of a checkpoint (host floats).
   template <class Archive>
@@ -115,7 +123,8 @@ class ParamBuffers {
   };
 
   std::unique_ptr<holder_base> h_;
-  std::vector<host_matrix> pending_;  // read from a checkpoint before the backend was known
+  std::vector<host_matrix> pending_;        // read from a checkpoint before the backend was known
+  mutable std::vector<host_matrix> cache_;  // host(): the last copy from another backend
 };
 
 /// Runs f(t) on the batch tensor `in` as a host cpu::eigen tensor: `in` itself on cpu::eigen;

@@ -668,9 +668,9 @@ class Trainer {
       src.start_epoch(epoch, first);
     } else {
       src.start_epoch(epoch);
-      batch_type skip;
+      data::Batch<cpu::eigen> skip;  // skipped batches are not uploaded
       for (std::int64_t k = 0; k < first; ++k)
-        if (!next_batch(src, skip)) break;
+        if (!src.next(skip)) break;
     }
   }
 

@@ -36,7 +36,6 @@
 #include "fasttrain/tensor/eigen.hpp"
 #include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/events.hpp"
-#include "fasttrain/train/buffers.hpp"
 #include "fasttrain/train/method.hpp"
 
 namespace fasttrain::methods {

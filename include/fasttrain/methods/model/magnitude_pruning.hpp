@@ -174,9 +174,9 @@ class MagnitudePruning {
     const double r = 1.0 - (x - t0) / (t1 - t0);
     return sf + (si - sf) * r * r * r;
   }
-  /// Host copies of the masks (1 kept, 0 pruned) of the prunable tensors, in
-  /// for_each_parameter order; empty before the first update.
-  std::vector<Eigen::MatrixXf> masks() const { return masks_.to_host(); }
+  /// The masks (1 kept, 0 pruned) of the prunable tensors, in for_each_parameter order, as
+  /// host matrices (ParamBuffers::host); empty before the first update.
+  const std::vector<Eigen::MatrixXf>& masks() const { return masks_.host(); }
   /// The scheduled sparsity the masks were last computed for (0 before the first update).
   double current_target() const { return target_; }
   /// Whether the last update, the one at `end`, has been made (the masks are final).
@@ -184,7 +184,7 @@ class MagnitudePruning {
   /// The fraction of the prunable entries that the masks zero (0 before the first update).
   double sparsity() const {
     std::int64_t masked = 0, n = 0;
-    for (const auto& m : masks_.to_host()) {
+    for (const auto& m : masks_.host()) {
       masked += static_cast<std::int64_t>((m.array() == 0.f).count());
       n += static_cast<std::int64_t>(m.size());
     }

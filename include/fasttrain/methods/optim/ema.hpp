@@ -65,9 +65,9 @@ class EMA {
                              : opt_.half_life.value;
     return std::exp2(-static_cast<double>(opt_.update_every) / steps);
   }
-  /// Host copies of the averaged weights, in for_each_parameter order (empty before the
-  /// first update).
-  std::vector<Eigen::MatrixXf> averaged() const { return shadow_.to_host(); }
+  /// The averaged weights, in for_each_parameter order (empty before the first update), as
+  /// host matrices (ParamBuffers::host: live on cpu::eigen, a fresh copy elsewhere).
+  const std::vector<Eigen::MatrixXf>& averaged() const { return shadow_.host(); }
 
   void reset() {
     shadow_.clear();

@@ -90,16 +90,16 @@ class BasicLAMB {
         // ||r|| is known (resize() reallocates only when the size changes).
         const float wd = opt_.weight_decay;
         r_.resize(p.rows(), p.cols());
-        B::apply([=](const float& pi, const float& gi, float& mi, float& vi, float& ri) {
+        B::apply([=] FASTTRAIN_HD(const float& pi, const float& gi, float& mi, float& vi, float& ri) {
           mi = b1 * mi + (1.f - b1) * gi;
           vi = b2 * vi + (1.f - b2) * gi * gi;
           ri = (mi * c1) / (std::sqrt(vi * c2) + eps) + wd * pi;
         }, p, g, m, v, r_);
         const float pn = std::sqrt(B::squared_norm(p)), rn = std::sqrt(B::squared_norm(r_));
         const float rate = lr * (pn > 0.f && rn > 0.f ? pn / rn : 1.f);
-        B::apply([=](float& pi, const float& ri) { pi -= rate * ri; }, p, r_);
+        B::apply([=] FASTTRAIN_HD(float& pi, const float& ri) { pi -= rate * ri; }, p, r_);
       } else {
-        B::apply([=](float& pi, const float& gi, float& mi, float& vi) {
+        B::apply([=] FASTTRAIN_HD(float& pi, const float& gi, float& mi, float& vi) {
           mi = b1 * mi + (1.f - b1) * gi;
           vi = b2 * vi + (1.f - b2) * gi * gi;
           pi -= lr * (mi * c1) / (std::sqrt(vi * c2) + eps);

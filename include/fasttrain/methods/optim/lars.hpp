@@ -84,12 +84,12 @@ class BasicLARS {
       }
       const float rate = lr * local;
       if (mu > 0.f) {
-        B::apply([=](float& pi, const float& gi, float& vi) {
+        B::apply([=] FASTTRAIN_HD(float& pi, const float& gi, float& vi) {
           vi = mu * vi + rate * (gi + wd * pi);
           pi -= vi;
         }, p, g, optim::detail::state_buffer(who, velocity_, first, i, p));
       } else {
-        B::apply([=](float& pi, const float& gi) { pi -= rate * (gi + wd * pi); }, p, g);
+        B::apply([=] FASTTRAIN_HD(float& pi, const float& gi) { pi -= rate * (gi + wd * pi); }, p, g);
       }
       ++i;
     });

@@ -55,8 +55,9 @@ class Lookahead {
   static std::string name() { return "Lookahead"; }
   const LookaheadOptions& options() const { return opt_; }
 
-  /// Host copies of the slow weights, in for_each_parameter order (empty before fit_begin).
-  std::vector<Eigen::MatrixXf> slow() const { return slow_.to_host(); }
+  /// The slow weights, in for_each_parameter order (empty before fit_begin), as host matrices
+  /// (ParamBuffers::host: live on cpu::eigen, a fresh copy elsewhere).
+  const std::vector<Eigen::MatrixXf>& slow() const { return slow_.host(); }
   /// Synchronisations done so far in this fit.
   std::int64_t syncs() const { return syncs_; }
 

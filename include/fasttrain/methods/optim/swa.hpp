@@ -140,8 +140,8 @@ class SWA {
   std::int64_t count() const { return count_; }
   /// Whether the model holds the average (from `end` on).
   bool applied() const { return applied_; }
-  /// Host copies of the average, in for_each_parameter order.
-  std::vector<Eigen::MatrixXf> averaged() const { return avg_.to_host(); }
+  /// The average, in for_each_parameter order, as host matrices (ParamBuffers::host).
+  const std::vector<Eigen::MatrixXf>& averaged() const { return avg_.host(); }
 
   void reset() {
     avg_.clear();
