@@ -84,7 +84,9 @@ struct thrust : detail::kernels<thrust> {
     const float* data() const { return ::thrust::raw_pointer_cast(v_.data()); }
     /// New size; the contents are unspecified after a change of size (as Eigen's resize).
     void resize(index r, index c) {
-      if (static_cast<std::size_t>(r * c) != v_.size()) v_.resize(static_cast<std::size_t>(r * c));
+      // A fresh vector, not device_vector::resize: the old contents need not be copied (and
+      // Thrust 1.17's CPP system copies an empty vector from a null pointer, which UBSan flags).
+      if (static_cast<std::size_t>(r * c) != v_.size()) ::thrust::device_vector<float>(static_cast<std::size_t>(r * c)).swap(v_);
       r_ = r;
       c_ = c;
     }
@@ -103,7 +105,7 @@ struct thrust : detail::kernels<thrust> {
     void copy_to_host(float* p) const { ::thrust::copy(v_.begin(), v_.end(), p); }
     void assign_from_host(const float* p, index r, index c) {
       resize(r, c);
-      ::thrust::copy(p, p + r * c, v_.begin());
+      if (r * c != 0) ::thrust::copy(p, p + r * c, v_.begin());
     }
 
    private:
@@ -116,7 +118,9 @@ struct thrust : detail::kernels<thrust> {
   /// Device int32 storage (max-pool winners, labels) with a raw data() pointer.
   class int_buffer {
    public:
-    void resize(std::size_t n) { v_.resize(n); }
+    void resize(std::size_t n) {
+      if (n != v_.size()) ::thrust::device_vector<std::int32_t>(n).swap(v_);
+    }
     std::size_t size() const { return v_.size(); }
     std::int32_t* data() { return ::thrust::raw_pointer_cast(v_.data()); }
     const std::int32_t* data() const { return ::thrust::raw_pointer_cast(v_.data()); }
