@@ -13,6 +13,7 @@
 #include <doctest/doctest.h>
 
 #include <fasttrain/fasttrain.hpp>
+#include <fasttrain/data/device_loader.hpp>
 #include <fasttrain/tensor/thrust.hpp>
 #ifndef FASTTRAIN_NO_XTENSOR  // nvcc builds (scripts/nvcc-check.sh, benchmarks/gpu/run.sh) test gpu::thrust only
 #include <fasttrain/tensor/xtensor.hpp>
@@ -207,6 +208,55 @@ TEST_CASE_TEMPLATE("backend conformance: convolution, pooling, normalisation, re
   Block skipped;
   skipped.set_body(false, 1.f);
   conforms<B>(skipped, image(2, 6, 6, 3, 25));
+}
+
+TEST_CASE_TEMPLATE("backend primitives: row sums in one or several passes, non-finite gradients found", B,
+                   FASTTRAIN_BACKENDS) {
+  // 7 x 20 is summed in one pass, 3 x 5000 in three (runs of 64 columns, of 64 runs, then
+  // the rest), 64 x 100003 in four.
+  for (auto [r, c] : {std::pair<std::int64_t, std::int64_t>{3, 5000}, {7, 20}, {64, 100003}, {5, 64}, {5, 65}}) {
+    INFO(r << " x " << c);
+    Rng rng(static_cast<std::uint64_t>(r * c));
+    Host h(r, c);
+    Ref::fill_normal(h, 0.f, 1.f, rng);
+    typename B::matrix out;
+    B::row_sums(device<B>(h), out);
+    check_close(host<B>(out), h.rowwise().sum(), 1e-5, "row sums");
+  }
+
+  Host a = Host::Ones(4, 3), b = Host::Ones(2, 300), c = Host::Ones(5, 1);
+  const auto da = device<B>(a), db = device<B>(b);
+  auto views = [](const auto&... m) {
+    return std::vector<typename B::const_view_type>{B::view(static_cast<const float*>(m.data()), m.rows(), m.cols())...};
+  };
+  CHECK(B::first_nonfinite(views(da, db, device<B>(c))) == -1);
+  CHECK(B::first_nonfinite({}) == -1);
+  b(1, 250) = std::numeric_limits<float>::quiet_NaN();
+  c(4, 0) = std::numeric_limits<float>::infinity();
+  CHECK(B::first_nonfinite(views(da, device<B>(b), device<B>(c))) == 1);
+  CHECK(B::first_nonfinite(views(da, db, device<B>(c))) == 2);
+  c(4, 0) = -std::numeric_limits<float>::infinity();
+  CHECK(B::first_nonfinite(views(device<B>(c))) == 0);
+}
+
+TEST_CASE_TEMPLATE("backend conformance: a convolution over the whole batch equals one over small chunks", B,
+                   FASTTRAIN_BACKENDS) {
+  using Conv = typename nn::Conv2d<3, 5, 3, 2, 1>::template rebind<B>;
+  const auto x = device<B>(image(3, 9, 7, 11, 50));
+  Conv whole, chunked;
+  Rng r1(3), r2(3);
+  whole.reset_parameters(r1);
+  chunked.reset_parameters(r2);
+  chunked.set_chunk_bytes(1);  // one sample per chunk
+  typename B::tensor y1, y2, dx1, dx2;
+  whole.forward(x, y1, nn::Mode::train);
+  chunked.forward(x, y2, nn::Mode::train);
+  check_close(host<B>(y2.data), host<B>(y1.data), 1e-5, "outputs");
+  whole.backward(x, y1, y1, &dx1);
+  chunked.backward(x, y2, y2, &dx2);
+  check_close(host<B>(dx2.data), host<B>(dx1.data), 1e-5, "input gradients");
+  check_close(host<B>(chunked.weight_grad), host<B>(whole.weight_grad), 1e-5, "weight gradients");
+  check_close(host<B>(chunked.bias_grad), host<B>(whole.bias_grad), 1e-5, "bias gradients");
 }
 
 TEST_CASE_TEMPLATE("backend gradient checks: finite differences on the backend itself", B, cpu::eigen,
@@ -494,4 +544,158 @@ TEST_CASE_TEMPLATE("backend conformance: the model-surgery methods' networks tra
   REQUIRE(other.size() == ref.size());
   CHECK(ref.size() > 12);  // the SqueezeExcite layers' parameters are there
   for (std::size_t i = 0; i < ref.size(); ++i) check_close(other[i], ref[i], 1e-3, "weights");
+}
+
+TEST_CASE_TEMPLATE("data::DeviceLoader draws data::Loader's batches, gathered on the device", B, FASTTRAIN_BACKENDS) {
+  const data::Dataset sq = squares(50, 96);
+  const data::LoaderOptions opt{.batch_size = 7, .seed = 4, .prefetch = 0};
+  data::Loader host_loader(sq, opt);
+  data::DeviceLoader<B> dev_loader(sq, opt);
+  CHECK(dev_loader.device_bytes() == 50 * 64 * 4);
+  CHECK(dev_loader.batches_per_epoch() == host_loader.batches_per_epoch());
+  auto same_epoch = [&](const char* what, std::int64_t first = 0) {
+    INFO(std::string(what));
+    data::Batch<> h;
+    data::Batch<B> d;
+    std::int64_t batches = 0;
+    while (host_loader.next(h)) {
+      REQUIRE(dev_loader.next(d));
+      CHECK(host<B>(d.inputs.data) == h.inputs.data);
+      CHECK(d.inputs.shape == h.inputs.shape);
+      CHECK(d.labels == h.labels);
+      CHECK(d.indices == h.indices);
+      ++batches;
+    }
+    CHECK_FALSE(dev_loader.next(d));
+    CHECK(first + batches == dev_loader.batches_in_epoch());
+  };
+  host_loader.start_epoch(0);
+  dev_loader.start_epoch(0);
+  same_epoch("epoch 0");
+  host_loader.set_batch_size(5);
+  dev_loader.set_batch_size(5);
+  host_loader.start_epoch(3, 2);  // resumed in mid-epoch, batch size set by a method
+  dev_loader.start_epoch(3, 2);
+  same_epoch("epoch 3 from batch 2, batches of 5", 2);
+  std::vector<std::int64_t> order{49, 0, 7, 7, 12, 3, 30, 31, 2};  // an order given by a method
+  host_loader.start_epoch(4, 0, order);
+  dev_loader.start_epoch(4, 0, order);
+  same_epoch("a given order");
+
+  // Training from it gives the weights of training from a Loader.
+  auto trained = [&](auto& loader) {
+    typename CNN::template rebind<B> net;
+    net.reset_parameters(std::uint64_t{5});
+    Trainer trainer(net, optim::BasicSGD<B>({.lr = 0.05f, .momentum = 0.9f}), nn::BasicSoftmaxCrossEntropy<B>{});
+    FitOptions fo;
+    fo.max_duration = Duration(2, Unit::epoch);
+    trainer.fit(loader, nullptr, fo);
+    std::vector<Host> w;
+    net.for_each_parameter([&](auto& p, auto&) { w.push_back(host<B>(p)); });
+    return w;
+  };
+  data::Loader l1(sq, opt);
+  data::DeviceLoader<B> l2(sq, opt);
+  const auto w1 = trained(l1), w2 = trained(l2);
+  REQUIRE(w1.size() == w2.size());
+  for (std::size_t i = 0; i < w1.size(); ++i) CHECK(w1[i] == w2[i]);
+}
+
+TEST_CASE_TEMPLATE("data::DeviceLoader refuses a training set larger than its memory, and transforms", B,
+                   FASTTRAIN_BACKENDS) {
+  const data::Dataset sq = squares(50, 97);  // 12,800 bytes of features
+  CHECK_THROWS_WITH_AS(data::DeviceLoader<B>(sq, {}, 12'000),
+                       doctest::Contains("the training set needs 12800 bytes (0.0 MiB) on"), config_error);
+  try {
+    data::DeviceLoader<B> l(sq, {}, 12'000);
+  } catch (const config_error& e) {
+    const std::string m = e.what();
+    CHECK(m.find("data::DeviceLoader(squares)") != std::string::npos);
+    CHECK(m.find("50 samples of 64 floats") != std::string::npos);
+    CHECK(m.find("use data::Loader") != std::string::npos);
+  }
+  CHECK_NOTHROW(data::DeviceLoader<B>(sq, {}, 12'800));
+  data::LoaderOptions with_transform;
+  with_transform.transform = [](data::Batch<>&, Rng&) {};
+  CHECK_THROWS_WITH_AS(data::DeviceLoader<B>(sq, with_transform), doctest::Contains("transform edits host batches"),
+                       config_error);
+  CHECK_THROWS_AS(data::DeviceLoader<B>(sq, {}, -1), config_error);
+}
+
+TEST_CASE("gpu::thrust: 16-bit products round their inputs and sum in fp32") {
+  using B = gpu::thrust;
+  CHECK(B::round_to_bf16(1.f + 0x1p-8f) == 1.f);                 // a tie: to the even neighbour
+  CHECK(B::round_to_bf16(1.f + 3 * 0x1p-8f) == 1.f + 0x1p-6f);
+  CHECK(std::isinf(B::round_to_bf16(std::numeric_limits<float>::max())));  // rounds up past bf16's largest
+  CHECK(B::round_to_bf16(-0x1.fep+127f) == -0x1.fep+127f);                   // bf16's largest, exact
+  CHECK(B::round_to_fp16(1.f + 0x1p-11f) == 1.f);
+  CHECK(B::round_to_fp16(1.f + 3 * 0x1p-11f) == 1.f + 0x1p-9f);
+  CHECK(B::round_to_fp16(65504.f) == 65504.f);
+  CHECK(std::isinf(B::round_to_fp16(70000.f)));
+  CHECK(B::round_to_fp16(-3e-8f) == -0x1p-24f);                  // subnormal
+  CHECK(B::round_to_fp16(2e-8f) == 0.f);                         // underflow
+  CHECK(std::isnan(B::round_to_fp16(std::numeric_limits<float>::quiet_NaN())));
+
+  Rng rng(7);
+  Host a(48, 200), b(200, 40);
+  Ref::fill_normal(a, 0.f, 1.f, rng);
+  Ref::fill_normal(b, 0.f, 1.f, rng);
+  const auto da = device<B>(a), db = device<B>(b);
+  typename B::matrix c;
+  for (auto p : {B::precision::bf16, B::precision::fp16}) {
+    auto r = [p](float v) { return p == B::precision::bf16 ? B::round_to_bf16(v) : B::round_to_fp16(v); };
+    const Host expect = a.unaryExpr(r) * b.unaryExpr(r);
+    B::set_gemm_precision(p);
+    B::gemm(false, false, 1.f, da, db, 0.f, c);
+    B::set_gemm_precision(B::precision::fp32);
+    const Host got = host<B>(c), exact = a * b;
+    INFO("max |16-bit - fp32| = " << (got - exact).cwiseAbs().maxCoeff());
+#if FASTTRAIN_THRUST_CUDA
+    // cuBLAS's FAST_16BF / _16F modes allow, and do not force, 16-bit products: it may run a
+    // shape in fp32. Either way the result is within the 16-bit rounding of the fp32 product.
+    check_close(got, exact, 2e-2, "16-bit product");
+#else
+    check_close(got, expect, 1e-5, "16-bit product");
+    CHECK((got - exact).cwiseAbs().maxCoeff() > 1e-4);  // and not the fp32 product
+#endif
+  }
+}
+
+TEST_CASE("methods::MixedPrecision: bf16 trains like fp32 to rounding, fp16 scales the loss and skips overflows") {
+  using B = gpu::thrust;
+  const data::Dataset blobs = fixtures::blobs(240, 98);
+  const optim::SGDOptions sgd{.lr = 0.1f, .momentum = 0.9f};
+  const auto fp32 = train<B, MLP, optim::SGD>(blobs, 60, sgd);
+  const auto bf16 = train<B, MLP, optim::SGD>(blobs, 60, sgd, methods::MixedPrecision{});
+  CHECK(B::gemm_precision() == B::precision::fp32);  // restored at fit_end
+  double diff = 0;
+  for (std::size_t i = 0; i < fp32.weights.size(); ++i) {
+    check_close(bf16.weights[i], fp32.weights[i], 0.05, "bf16 weights near fp32's");
+    diff = std::max(diff, static_cast<double>((bf16.weights[i] - fp32.weights[i]).cwiseAbs().maxCoeff()));
+  }
+#if !FASTTRAIN_THRUST_CUDA  // cuBLAS may run this MLP's small products in fp32 (see above)
+  CHECK(diff > 1e-5);       // the products were rounded
+#endif
+  CHECK(bf16.result.test_accuracy > 0.9);
+
+  // fp16 from a scale of 2^24: the scaled output gradient overflows fp16 in the backward
+  // products, so steps are skipped and the scale halved until it fits; then it trains.
+  typename MLP::template rebind<B> net;
+  net.reset_parameters(std::uint64_t{5});
+  methods::MixedPrecision mp({.precision = methods::Precision::fp16, .initial_scale = 16777216.f, .growth_interval = 20});
+  Trainer trainer(net, optim::BasicSGD<B>(sgd), nn::BasicSoftmaxCrossEntropy<B>{}, mp);
+  data::Loader loader(blobs, {.batch_size = 16, .seed = 9, .prefetch = 0});
+  FitOptions fo;
+  fo.max_duration = Duration(60, Unit::batch);
+  const Result r = trainer.fit(loader, &blobs, fo);
+  const auto& m = trainer.method<methods::MixedPrecision>();
+#if !FASTTRAIN_THRUST_CUDA  // products that cuBLAS runs in fp32 do not overflow
+  CHECK(m.skipped_steps() >= 1);
+  CHECK(m.scale() < 16777216.f);
+#endif
+  CHECK(m.scale() >= 1.f);
+  CHECK(r.test_accuracy > 0.9);
+  CHECK(std::isfinite(r.final_train_loss));
+  CHECK_THROWS_AS(methods::MixedPrecision({.initial_scale = 0.5f}), config_error);
+  CHECK_THROWS_AS(methods::MixedPrecision({.growth_interval = 0}), config_error);
 }

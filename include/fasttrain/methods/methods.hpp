@@ -16,6 +16,7 @@
 #include "fasttrain/methods/model/ghost_batchnorm.hpp"
 #include "fasttrain/methods/model/layer_freezing.hpp"
 #include "fasttrain/methods/model/magnitude_pruning.hpp"
+#include "fasttrain/methods/model/mixed_precision.hpp"
 #include "fasttrain/methods/model/squeeze_excite.hpp"
 #include "fasttrain/methods/model/stochastic_depth.hpp"
 #include "fasttrain/methods/model/surgery.hpp"

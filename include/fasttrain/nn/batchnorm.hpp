@@ -19,6 +19,83 @@
 
 namespace fasttrain::nn {
 
+namespace detail {
+/// BatchNorm's formulas as index kernels over a C x m block of channels-fastest values, for
+/// the backends other than cpu::eigen. BatchNorm2d runs them on the whole batch, and
+/// GhostBatchNorm2d on each ghost batch.
+template <class B>
+struct batchnorm_kernels {
+  using matrix = typename B::matrix;
+  using index = std::int64_t;
+
+  /// Evaluation: Y = (X - running_mean) w / sqrt(running_var + eps) + b.
+  static void eval(const float* X, float* Y, index C, index m, const matrix& weight, const matrix& bias,
+                   const matrix& running_mean, const matrix& running_var, float eps) {
+    const float *w = weight.data(), *b = bias.data(), *rm = running_mean.data(), *rv = running_var.data();
+    B::for_index2(C, m, [=] FASTTRAIN_HD(index c, index j) {
+      const float scale = w[c] / std::sqrt(rv[c] + eps);
+      Y[c + j * C] = X[c + j * C] * scale + (b[c] - rm[c] * scale);
+    });
+  }
+
+  /// Training on one block: xh = the normalised X, is = 1 / sqrt(batch variance + eps) per
+  /// channel, Y = xh w + b, and the running statistics updated with this block's (variance
+  /// unbiased). mean and var are scratch.
+  static void train(const float* X, float* Y, float* xh, float* is, index C, index m, const matrix& weight,
+                    const matrix& bias, float eps, float momentum, matrix& running_mean, matrix& running_var,
+                    matrix& mean, matrix& var) {
+    const float fm = static_cast<float>(m);
+    B::row_sums(B::view(X, C, m), mean);  // channel sums, then means
+    B::apply([=] FASTTRAIN_HD(float& mu) { mu /= fm; }, mean);
+    const float* mu = mean.data();
+    B::for_index2(C, m, [=] FASTTRAIN_HD(index c, index j) {
+      const float d = X[c + j * C] - mu[c];
+      xh[c + j * C] = d;
+      Y[c + j * C] = d * d;  // Y holds the squares until the last pass
+    });
+    B::row_sums(B::view(Y, C, m), var);
+    float* v = var.data();
+    B::for_index(C, [=] FASTTRAIN_HD(index c) {
+      v[c] /= fm;
+      is[c] = 1.f / std::sqrt(v[c] + eps);
+    });
+    const float *w = weight.data(), *b = bias.data();
+    B::for_index2(C, m, [=] FASTTRAIN_HD(index c, index j) {
+      const float h = xh[c + j * C] * is[c];
+      xh[c + j * C] = h;
+      Y[c + j * C] = h * w[c] + b[c];
+    });
+    const float unbias = fm / static_cast<float>(m - 1);
+    B::apply([=] FASTTRAIN_HD(float& rm, float& rv, const float& m1, const float& v1) {
+      rm = (1.f - momentum) * rm + momentum * m1;
+      rv = (1.f - momentum) * rv + (momentum * unbias) * v1;
+    }, running_mean, running_var, mean, var);
+  }
+
+  /// The parameter gradients over all C x m values: bias_grad = sum dy, weight_grad =
+  /// sum dy xh; `prod` keeps dy xh for input_grad.
+  static void parameter_grads(const float* DY, const float* xh, index C, index m, matrix& bias_grad,
+                              matrix& weight_grad, matrix& prod) {
+    B::row_sums(B::view(DY, C, m), bias_grad);
+    prod.resize(C, m);
+    float* t = prod.data();
+    B::for_index(C * m, [=] FASTTRAIN_HD(index k) { t[k] = DY[k] * xh[k]; });
+    B::row_sums(prod, weight_grad);
+  }
+
+  /// dx = w is / m (m dy - sum(dy) - xh sum(dy xh)) on one block, given the block's sums.
+  static void input_grad(const float* DY, const float* xh, float* DX, index C, index m, const matrix& weight,
+                         const float* is, const float* sum_dy, const float* sum_dy_xh) {
+    const float fm = static_cast<float>(m);
+    const float* w = weight.data();
+    B::for_index2(C, m, [=] FASTTRAIN_HD(index c, index j) {
+      const index k = c + j * C;
+      DX[k] = (DY[k] * fm - sum_dy[c] - xh[k] * sum_dy_xh[c]) * (w[c] * is[c] / fm);
+    });
+  }
+};
+}  // namespace detail
+
 template <std::int64_t C, class B = default_backend>
 class BatchNorm2d : public weight_and_bias<BatchNorm2d<C, B>> {
   static_assert(C > 0, "fasttrain::nn::BatchNorm2d: channel count must be positive");
@@ -124,62 +201,22 @@ class BatchNorm2d : public weight_and_bias<BatchNorm2d<C, B>> {
   }
 
   void forward_kernels(const tensor& x, tensor& y, Mode mode, std::int64_t m) {
-    const float* X = x.data.data();
-    float* Y = y.data.data();
-    const float eps = eps_;
+    using K = detail::batchnorm_kernels<B>;
     if (mode == Mode::eval) {
-      const float *w = weight.data(), *b = bias.data(), *rm = running_mean.data(), *rv = running_var.data();
-      B::for_index2(C, m, [=] FASTTRAIN_HD(std::int64_t c, std::int64_t j) {
-        const float scale = w[c] / std::sqrt(rv[c] + eps);
-        Y[c + j * C] = X[c + j * C] * scale + (b[c] - rm[c] * scale);
-      });
+      K::eval(x.data.data(), y.data.data(), C, m, weight, bias, running_mean, running_var, eps_);
       return;
     }
-    const float fm = static_cast<float>(m);
-    B::row_sums(B::view(X, C, m), mean_);  // channel sums, then means
-    B::apply([=] FASTTRAIN_HD(float& mu) { mu /= fm; }, mean_);
     xhat_.resize(C, m);
-    float* xh = xhat_.data();
-    const float* mu = mean_.data();
-    B::for_index2(C, m, [=] FASTTRAIN_HD(std::int64_t c, std::int64_t j) {
-      const float d = X[c + j * C] - mu[c];
-      xh[c + j * C] = d;
-      Y[c + j * C] = d * d;  // Y holds the squares until the last step
-    });
-    B::row_sums(B::view(Y, C, m), var_);
     invstd_.resize(C, 1);
-    B::apply([=] FASTTRAIN_HD(float& v, float& is) {
-      v /= fm;
-      is = 1.f / std::sqrt(v + eps);
-    }, var_, invstd_);
-    const float *w = weight.data(), *b = bias.data(), *is = invstd_.data();
-    B::for_index2(C, m, [=] FASTTRAIN_HD(std::int64_t c, std::int64_t j) {
-      const float h = xh[c + j * C] * is[c];
-      xh[c + j * C] = h;
-      Y[c + j * C] = h * w[c] + b[c];
-    });
-    const float mom = momentum_, unbias = fm / static_cast<float>(m - 1);
-    B::apply([=] FASTTRAIN_HD(float& rm, float& rv, const float& mu_c, const float& v) {
-      rm = (1.f - mom) * rm + mom * mu_c;
-      rv = (1.f - mom) * rv + (mom * unbias) * v;
-    }, running_mean, running_var, mean_, var_);
+    K::train(x.data.data(), y.data.data(), xhat_.data(), invstd_.data(), C, m, weight, bias, eps_, momentum_,
+             running_mean, running_var, mean_, var_);
   }
   void backward_kernels(const tensor& dy, tensor* dx, std::int64_t m) {
-    const float* DY = dy.data.data();
-    const float* xh = xhat_.data();
-    B::row_sums(B::view(DY, C, m), bias_grad);
-    tmp_.resize(C, m);
-    float* t = tmp_.data();
-    B::for_index(C * m, [=] FASTTRAIN_HD(std::int64_t k) { t[k] = DY[k] * xh[k]; });
-    B::row_sums(tmp_, weight_grad);
-    if (!dx) return;
-    float* DX = dx->data.data();
-    const float fm = static_cast<float>(m), inv_m = 1.f / fm;
-    const float *w = weight.data(), *is = invstd_.data(), *bg = bias_grad.data(), *wg = weight_grad.data();
-    B::for_index2(C, m, [=] FASTTRAIN_HD(std::int64_t c, std::int64_t j) {
-      const std::int64_t k = c + j * C;
-      DX[k] = (DY[k] * fm - bg[c] - xh[k] * wg[c]) * (w[c] * is[c] * inv_m);
-    });
+    using K = detail::batchnorm_kernels<B>;
+    K::parameter_grads(dy.data.data(), xhat_.data(), C, m, bias_grad, weight_grad, tmp_);
+    if (dx)
+      K::input_grad(dy.data.data(), xhat_.data(), dx->data.data(), C, m, weight, invstd_.data(), bias_grad.data(),
+                    weight_grad.data());
   }
 
   template <class Archive>

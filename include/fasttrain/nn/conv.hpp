@@ -9,9 +9,10 @@
 // image size is not, so the input resolution may change during training. Samples are
 // {C, H, W} stored channels-fastest (see tensor/shape.hpp).
 //
-// Conv2d is im2col + one GEMM per chunk of samples: the patch matrix of a chunk
-// (K*K*C x Ho*Wo*samples) is small enough to stay in cache, and the GEMM's output is
-// already the next layer's NHWC input. Backward recomputes the patches of each chunk
+// Conv2d is im2col + one GEMM per chunk of samples: on the CPU the patch matrix of a chunk
+// (K*K*C x Ho*Wo*samples) is small enough to stay in cache, on a GPU a chunk is a whole
+// batch or a large part of one (B::conv_chunk_bytes); the GEMM's output is already the next
+// layer's NHWC input. Backward recomputes the patches of each chunk
 // instead of keeping the patch matrix of the whole batch (tens of MB) in memory.
 #pragma once
 
@@ -70,9 +71,9 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
   template <class B2>
   using rebind = Conv2d<InC, OutC, K, Stride, Pad, B2>;
 
-  /// Default bytes of patch matrix per chunk of samples (measured on the 2-core machine
-  /// with bench_layers; see docs/design.md).
-  static constexpr std::int64_t default_chunk_bytes = std::int64_t{4} << 20;
+  /// Default bytes of patch matrix per chunk of samples: the backend's (4 MiB on the CPU,
+  /// measured with bench_layers, see docs/design.md; 256 MiB on a GPU).
+  static constexpr std::int64_t default_chunk_bytes = B::conv_chunk_bytes;
   /// Sets the patch-matrix budget per chunk (>= 1 byte; one sample per chunk at least).
   void set_chunk_bytes(std::int64_t bytes) {
     fasttrain::detail::require(bytes >= 1, "fasttrain::nn::Conv2d: chunk bytes must be >= 1, got ", bytes);
@@ -110,7 +111,7 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
     return OutC * g.patch() * g.out_pixels();
   }
 
-  void forward(const tensor& x, tensor& y, Mode) {
+  void forward(const tensor& x, tensor& y, Mode mode) {
     detail::check_batch<B>(name(), x);
     const auto g = detail::image_window<B>(name(), x.shape, InC, K, Stride, Pad);
     const auto n = x.batch();
@@ -130,6 +131,11 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
     } else {
       for_chunks(g, 0, n, [&](auto f, auto c) { chunk_forward(f, c, cols_); });
     }
+    // A batch that fit in one chunk leaves its whole patch matrix in cols_: the backward pass
+    // of the same input reuses it instead of copying the patches again.
+    cols_of_ = mode == Mode::train && !by_samples() && n <= chunk_samples(g) ? x.data.data() : nullptr;
+    cols_shape_ = x.shape;
+    cols_batch_ = n;
   }
 
   void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) {
@@ -139,9 +145,11 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
     if (dx) dx->resize(x.shape, n);
     const auto step = g.out_pixels() * OutC;
     // dW (+)= dY cols^T over one chunk; dX's columns of the chunk from W^T dY.
+    const bool reuse = !by_samples() && cols_of_ == x.data.data() && cols_batch_ == n && cols_shape_ == x.shape;
+    cols_of_ = nullptr;
     auto chunk_backward = [&](typename B::index first, typename B::index count, bool accumulate, matrix& cols,
                               matrix& dcols, matrix& wgrad) {
-      B::template im2col<InC, K>(x.data, first, count, g, cols);
+      if (!reuse) B::template im2col<InC, K>(x.data, first, count, g, cols);
       const auto dout = B::view(dy.data.data() + first * step, OutC, g.out_pixels() * count);
       B::gemm(false, true, 1.f, dout, cols, accumulate ? 1.f : 0.f, wgrad);
       if (dx) {
@@ -206,6 +214,10 @@ class Conv2d : public weight_and_bias<Conv2d<InC, OutC, K, Stride, Pad, B>> {
   ConvParallel parallel_ = ConvParallel::automatic;
   matrix cols_, dcols_;
   std::vector<matrix> worker_cols_, worker_dcols_, worker_wgrad_;
+  // The input whose patches cols_ holds (the whole batch, from a training forward), or null.
+  const float* cols_of_ = nullptr;
+  Shape cols_shape_;
+  typename B::index cols_batch_ = 0;
 };
 
 enum class PoolKind { max, average };

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "fasttrain/nn/batchnorm.hpp"
 #include "fasttrain/nn/layer.hpp"
 
 namespace fasttrain::nn {
@@ -187,16 +188,9 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
   // The same formulas as index kernels, for the backends other than cpu::eigen (public only
   // because nvcc refuses device lambdas in private member functions).
   void forward_kernels(const tensor& x, tensor& y, Mode mode, index n, index per_sample) {
-    const float* X = x.data.data();
-    float* Y = y.data.data();
-    const float eps = eps_;
-    const float *w = weight.data(), *b = bias.data();
+    using K = detail::batchnorm_kernels<B>;
     if (mode == Mode::eval) {
-      const float *rm = running_mean.data(), *rv = running_var.data();
-      B::for_index2(C, per_sample * n, [=] FASTTRAIN_HD(index c, index j) {
-        const float scale = w[c] / std::sqrt(rv[c] + eps);
-        Y[c + j * C] = X[c + j * C] * scale + (b[c] - rm[c] * scale);
-      });
+      K::eval(x.data.data(), y.data.data(), C, per_sample * n, weight, bias, running_mean, running_var, eps_);
       trained_ = false;
       return;
     }
@@ -208,66 +202,25 @@ class GhostBatchNorm2d : public weight_and_bias<GhostBatchNorm2d<C, GhostSize, B
                         std::to_string(last * per_sample) + ")");
     xhat_.resize(C, per_sample * n);
     invstd_.resize(C, k_count);
-    for (index k = 0; k < k_count; ++k) {
+    for (index k = 0; k < k_count; ++k) {  // BatchNorm2d's training step on each chunk's block
       const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
-      const float* Xk = X + first * C;
-      float* Yk = Y + first * C;
-      float* xh = xhat_.data() + first * C;
-      float* is = invstd_.data() + k * C;
-      const float fm = static_cast<float>(mk);
-      B::row_sums(B::view(Xk, C, mk), mean_);
-      B::apply([=] FASTTRAIN_HD(float& mu) { mu /= fm; }, mean_);
-      const float* mu = mean_.data();
-      B::for_index2(C, mk, [=] FASTTRAIN_HD(index c, index j) {
-        const float d = Xk[c + j * C] - mu[c];
-        xh[c + j * C] = d;
-        Yk[c + j * C] = d * d;  // the squares until the last pass
-      });
-      B::row_sums(B::view(Yk, C, mk), var_);
-      float* var = var_.data();
-      B::for_index(C, [=] FASTTRAIN_HD(index c) {
-        var[c] /= fm;
-        is[c] = 1.f / std::sqrt(var[c] + eps);
-      });
-      B::for_index2(C, mk, [=] FASTTRAIN_HD(index c, index j) {
-        const float h = xh[c + j * C] * is[c];
-        xh[c + j * C] = h;
-        Yk[c + j * C] = h * w[c] + b[c];
-      });
-      const float mom = momentum_, unbias = fm / static_cast<float>(mk - 1);
-      B::apply([=] FASTTRAIN_HD(float& rm, float& rv, const float& m1, const float& v) {
-        rm = (1.f - mom) * rm + mom * m1;
-        rv = (1.f - mom) * rv + (mom * unbias) * v;
-      }, running_mean, running_var, mean_, var_);
+      K::train(x.data.data() + first * C, y.data.data() + first * C, xhat_.data() + first * C, invstd_.data() + k * C,
+               C, mk, weight, bias, eps_, momentum_, running_mean, running_var, mean_, var_);
     }
     trained_ = true;
   }
   void backward_kernels(const Shape& shape, const tensor& dy, tensor* dx, index n, index per_sample) {
-    const index m = per_sample * n;
-    const float* DY = dy.data.data();
-    const float* xh = xhat_.data();
-    B::row_sums(B::view(DY, C, m), bias_grad);
-    tmp_.resize(C, m);
-    float* t = tmp_.data();
-    B::for_index(C * m, [=] FASTTRAIN_HD(index k) { t[k] = DY[k] * xh[k]; });
-    B::row_sums(tmp_, weight_grad);
+    using K = detail::batchnorm_kernels<B>;
+    const float *DY = dy.data.data(), *xh = xhat_.data();
+    K::parameter_grads(DY, xh, C, per_sample * n, bias_grad, weight_grad, tmp_);  // shared by all chunks
     if (!dx) return;
     dx->resize(shape, n);
-    float* DX = dx->data.data();
-    const float* w = weight.data();
-    for (index k = 0; k < chunks(n); ++k) {
+    for (index k = 0; k < chunks(n); ++k) {  // each chunk's input gradient, from its own sums
       const index first = k * GhostSize * per_sample, mk = std::min<index>(GhostSize, n - k * GhostSize) * per_sample;
-      B::row_sums(B::view(DY + first * C, C, mk), mean_);    // sum of dy over the chunk
-      B::row_sums(B::view(t + first * C, C, mk), var_);      // sum of dy xhat over the chunk
-      const float *sdy = mean_.data(), *sdx = var_.data(), *is = invstd_.data() + k * C;
-      const float fm = static_cast<float>(mk);
-      const float* dyk = DY + first * C;
-      const float* xk = xh + first * C;
-      float* dxk = DX + first * C;
-      B::for_index2(C, mk, [=] FASTTRAIN_HD(index c, index j) {
-        const index i = c + j * C;
-        dxk[i] = (dyk[i] * fm - sdy[c] - xk[i] * sdx[c]) * (w[c] * is[c] / fm);
-      });
+      B::row_sums(B::view(DY + first * C, C, mk), mean_);            // sum of dy over the chunk
+      B::row_sums(B::view(tmp_.data() + first * C, C, mk), var_);    // sum of dy xhat over the chunk
+      K::input_grad(DY + first * C, xh + first * C, dx->data.data() + first * C, C, mk, weight,
+                    invstd_.data() + k * C, mean_.data(), var_.data());
     }
   }
 

@@ -95,18 +95,7 @@ struct eigen {
   }
 
   /// A batch of activations: `data` is (sample size) x (batch), `shape` the sample's shape.
-  struct tensor {
-    matrix data;
-    Shape shape;
-
-    index batch() const { return data.cols(); }
-    index sample_size() const { return data.rows(); }
-    /// Resizes for `batch` samples of `s` (no reallocation when the size is unchanged).
-    void resize(const Shape& s, index batch) {
-      shape = s;
-      data.resize(static_cast<index>(s.size()), batch);
-    }
-  };
+  using tensor = detail::batch_tensor<matrix>;
 
   /// f(k) for k in [0, n): the element loop the other primitives are built from (threads
   /// as FASTTRAIN_PARALLEL_FOR). Layers write element kernels with it, as FASTTRAIN_HD
@@ -132,6 +121,9 @@ struct eigen {
   /// int32 storage of the backend (max-pool winners).
   using int_buffer = std::vector<std::int32_t>;
 
+  /// Bytes of patch matrix per chunk of samples in Conv2d: small enough to stay in cache
+  /// (measured on the 2-core machine with bench_layers; see docs/design.md).
+  static constexpr std::int64_t conv_chunk_bytes = std::int64_t{4} << 20;
   using view_type = Eigen::Map<matrix>;
   using const_view_type = Eigen::Map<const matrix>;
   /// A rows x cols column-major matrix over `p` (which must hold rows * cols floats).
@@ -196,6 +188,12 @@ struct eigen {
   /// x - x is 0 for a finite x and NaN for an infinite or NaN one, so the sum is 0 exactly
   /// when every element is finite: one vectorised pass (Eigen's allFinite is ~2x slower).
   static bool all_finite(const matrix& m) { return (m.array() - m.array()).sum() == 0.f; }
+  /// The index of the first of `ms` holding a NaN or an infinity, or -1.
+  static index first_nonfinite(const std::vector<const_view_type>& ms) {
+    for (std::size_t i = 0; i < ms.size(); ++i)
+      if (!((ms[i].array() - ms[i].array()).sum() == 0.f)) return static_cast<index>(i);
+    return -1;
+  }
 
   // ---- per-sample (column) operations -----------------------------------------------
   /// P(:, j) = softmax(Z(:, j)), computed as exp(z - max z) / sum. When `lse` is given it

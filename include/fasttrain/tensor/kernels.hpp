@@ -46,6 +46,22 @@ struct raw_view {
   std::int64_t size() const { return r * c; }
 };
 
+/// A batch of activations on any backend: `data` is (sample size) x (batch), one sample per
+/// column; `shape` is the sample's shape. Every backend's `tensor` is this, over its matrix.
+template <class Matrix>
+struct batch_tensor {
+  Matrix data;
+  Shape shape;
+
+  auto batch() const { return data.cols(); }
+  auto sample_size() const { return data.rows(); }
+  /// Resizes for `batch` samples of `s` (no reallocation when the size is unchanged).
+  void resize(const Shape& s, std::int64_t batch) {
+    shape = s;
+    data.resize(static_cast<std::int64_t>(s.size()), batch);
+  }
+};
+
 /// Geometry of a K x K window with stride S and zero padding P over an H x W image (the
 /// same fields as cpu::eigen::window).
 struct window_geometry {
@@ -59,6 +75,24 @@ struct kernels {
   using index = std::int64_t;
   using labels = std::vector<std::int32_t>;
   using window = window_geometry;
+  using view_type = raw_view<float>;
+  using const_view_type = raw_view<const float>;
+
+  /// A rows x cols matrix over storage the caller owns (no copy).
+  static view_type view(float* p, index rows, index cols) { return {p, rows, cols}; }
+  static const_view_type view(const float* p, index rows, index cols) { return {p, rows, cols}; }
+
+  /// Bytes of patch matrix per chunk of samples in Conv2d (nn/conv.hpp): a CPU backend keeps
+  /// a chunk in cache; a GPU backend overrides it to cover whole batches.
+  static constexpr std::int64_t conv_chunk_bytes = std::int64_t{4} << 20;
+
+  /// One part: layers' per-sample chunk loops run serially on the host; the parallelism is
+  /// inside the primitives (the device, or the BLAS's threads).
+  static int threads() { return 1; }
+  template <class F>
+  static void parallel_parts(index n, F&& f) {
+    if (n > 0) f(0, index{0}, n);
+  }
 
   // ---- bias and row sums --------------------------------------------------------------
   template <class MY, class MB>
@@ -68,18 +102,62 @@ struct kernels {
     const index r = Y.rows();
     D::for_index2(r, Y.cols(), [=] FASTTRAIN_HD(index i, index j) { y[i + j * r] += pb[i]; });
   }
-  /// out = G 1. One call of f per row; each sums its row in column order.
+  /// out = G 1. A wide matrix is summed in passes, so that the work spreads over many
+  /// threads (a GPU needs tens of thousands): each pass cuts the columns into runs of
+  /// row_sum_run and sums each (row, run) in one call of f (consecutive calls read
+  /// consecutive rows of a column: coalesced on a GPU), until one run is left, which the
+  /// last pass sums per row. The cut depends only on the size: the result is deterministic.
+  static constexpr index row_sum_run = 64;
   template <class MG, class MO>
   static void row_sums(const MG& G, MO& out) {
-    out.resize(G.rows(), 1);
-    const float* g = G.data();
+    const index r = G.rows();
+    index cols = G.cols();
+    out.resize(r, 1);
+    const float* src = G.data();
+    typename D::matrix partial[2];
+    for (int pass = 0; cols > row_sum_run; ++pass) {
+      const index runs = (cols + row_sum_run - 1) / row_sum_run, n = cols;
+      typename D::matrix& to = partial[pass % 2];
+      to.resize(r, runs);
+      float* dst = to.data();
+      D::for_index(r * runs, [=] FASTTRAIN_HD(index k) {
+        const index i = k % r, first = (k / r) * row_sum_run, end = first + row_sum_run < n ? first + row_sum_run : n;
+        float s = 0.f;
+        for (index j = first; j < end; ++j) s += src[i + j * r];
+        dst[k] = s;
+      });
+      src = dst;
+      cols = runs;
+    }
     float* o = out.data();
-    const index r = G.rows(), c = G.cols();
+    const index n = cols;
     D::for_index(r, [=] FASTTRAIN_HD(index i) {
       float s = 0.f;
-      for (index j = 0; j < c; ++j) s += g[i + j * r];
+      for (index j = 0; j < n; ++j) s += src[i + j * r];
       o[i] = s;
     });
+  }
+
+  /// The index of the first of `ms` holding a NaN or an infinity, or -1. One flag per
+  /// matrix, set by its kernel and read back once: one wait for all of them.
+  static index first_nonfinite(const std::vector<const_view_type>& ms) {
+    if (ms.empty()) return -1;
+    typename D::int_buffer flags;
+    flags.resize(ms.size());
+    std::int32_t* f = flags.data();
+    D::for_index(static_cast<index>(ms.size()), [=] FASTTRAIN_HD(index i) { f[i] = 0; });
+    for (std::size_t i = 0; i < ms.size(); ++i) {
+      const float* p = ms[i].data();
+      std::int32_t* fi = f + i;
+      D::for_index(ms[i].size(), [=] FASTTRAIN_HD(index k) {
+        if (!(p[k] - p[k] == 0.f)) *fi = 1;  // NaN and +-inf give NaN; every writer writes 1
+      });
+    }
+    std::vector<std::int32_t> h(ms.size());
+    D::download_ints(flags, h.data());
+    for (std::size_t i = 0; i < h.size(); ++i)
+      if (h[i]) return static_cast<index>(i);
+    return -1;
   }
 
   // ---- element-wise ---------------------------------------------------------------------
@@ -198,52 +276,65 @@ struct kernels {
   }
 
   // ---- convolution and pooling on NHWC samples ------------------------------------------
-  /// One call of f per output pixel: copies its K x K x C patch (zeros in the padding).
+  /// One call of f per element of the patch matrix (K*K*C rows, one column per output pixel
+  /// of each sample; zeros in the padding). Consecutive calls write consecutive rows and read
+  /// consecutive channels of one input pixel: coalesced on a GPU.
   template <std::int64_t C, std::int64_t K, class MX, class MC>
   static void im2col(const MX& x, index first, index count, const window& g, MC& cols) {
-    cols.resize(g.patch(), g.out_pixels() * count);
+    cols.resize(K * K * C, g.out_pixels() * count);
     const float* in = x.data() + first * C * g.H * g.W;
     float* out = cols.data();
     const window w = g;
-    D::for_index(count * g.out_pixels(), [=] FASTTRAIN_HD(index k) {
-      const index n = k / (w.Ho * w.Wo), pix = k % (w.Ho * w.Wo), oy = pix / w.Wo, ox = pix % w.Wo;
-      const float* img = in + n * C * w.H * w.W;
-      float* dst = out + k * (K * K * C);
-      for (index ky = 0; ky < K; ++ky) {
-        const index iy = oy * w.S - w.P + ky;
-        for (index kx = 0; kx < K; ++kx) {
-          const index ix = ox * w.S - w.P + kx;
-          const bool in_image = iy >= 0 && iy < w.H && ix >= 0 && ix < w.W;
-          for (index c = 0; c < C; ++c)
-            dst[(ky * K + kx) * C + c] = in_image ? img[(iy * w.W + ix) * C + c] : 0.f;
-        }
-      }
-    });
+    const index total = count * g.out_pixels() * K * K * C;
+    if (total < (index{1} << 31))  // 32-bit index arithmetic: several times faster on a GPU
+      D::for_index(total, [=] FASTTRAIN_HD(index e) { out[e] = patch_value<C, K, std::int32_t>(in, e, w); });
+    else
+      D::for_index(total, [=] FASTTRAIN_HD(index e) { out[e] = patch_value<C, K, index>(in, e, w); });
   }
-  /// The adjoint of im2col, as a gather: one call of f per input pixel sums the patch
+  /// Element e of the patch matrix, computed in index type I.
+  template <std::int64_t C, std::int64_t K, class I>
+  static FASTTRAIN_HD float patch_value(const float* in, index e64, const window& w) {
+    constexpr I patch = static_cast<I>(K * K * C), c_ = static_cast<I>(C), k_ = static_cast<I>(K);
+    const I e = static_cast<I>(e64), Ho = static_cast<I>(w.Ho), Wo = static_cast<I>(w.Wo);
+    const I H = static_cast<I>(w.H), W = static_cast<I>(w.W), S = static_cast<I>(w.S), P = static_cast<I>(w.P);
+    const I row = e % patch, col = e / patch;
+    const I c = row % c_, kx = (row / c_) % k_, ky = row / (c_ * k_);
+    const I n = col / (Ho * Wo), pix = col % (Ho * Wo);
+    const I iy = (pix / Wo) * S - P + ky, ix = (pix % Wo) * S - P + kx;
+    return iy >= 0 && iy < H && ix >= 0 && ix < W ? in[(static_cast<index>(n * H + iy) * W + ix) * C + c] : 0.f;
+  }
+  /// The adjoint of im2col, as a gather: one call of f per input value sums the patch
   /// entries that copied it (no two calls write the same place, so no atomics on a GPU).
   template <std::int64_t C, std::int64_t K, class MC, class MX>
   static void col2im(const MC& dcols, index first, index count, const window& g, MX& dx) {
     const float* in = dcols.data();
     float* out = dx.data() + first * C * g.H * g.W;
     const window w = g;
-    D::for_index(count * g.H * g.W, [=] FASTTRAIN_HD(index k) {
-      const index n = k / (w.H * w.W), pix = k % (w.H * w.W), iy = pix / w.W, ix = pix % w.W;
-      float acc[C];
-      for (index c = 0; c < C; ++c) acc[c] = 0.f;
-      for (index ky = 0; ky < K; ++ky) {
-        const index ty = iy + w.P - ky;
-        if (ty < 0 || ty % w.S != 0 || ty / w.S >= w.Ho) continue;
-        for (index kx = 0; kx < K; ++kx) {
-          const index tx = ix + w.P - kx;
-          if (tx < 0 || tx % w.S != 0 || tx / w.S >= w.Wo) continue;
-          const float* src = in + ((n * w.Ho + ty / w.S) * w.Wo + tx / w.S) * (K * K * C) + (ky * K + kx) * C;
-          for (index c = 0; c < C; ++c) acc[c] += src[c];
-        }
+    const index total = count * g.H * g.W * C;
+    if (total < (index{1} << 31) && count * g.out_pixels() * K * K * C < (index{1} << 31))
+      D::for_index(total, [=] FASTTRAIN_HD(index k) { out[k] = gathered_value<C, K, std::int32_t>(in, k, w); });
+    else
+      D::for_index(total, [=] FASTTRAIN_HD(index k) { out[k] = gathered_value<C, K, index>(in, k, w); });
+  }
+  /// Input value k's gradient: the sum of the patch entries that copied it, in index type I.
+  template <std::int64_t C, std::int64_t K, class I>
+  static FASTTRAIN_HD float gathered_value(const float* in, index k64, const window& w) {
+    constexpr I patch = static_cast<I>(K * K * C), c_ = static_cast<I>(C);
+    const I k = static_cast<I>(k64), Ho = static_cast<I>(w.Ho), Wo = static_cast<I>(w.Wo);
+    const I H = static_cast<I>(w.H), W = static_cast<I>(w.W), S = static_cast<I>(w.S), P = static_cast<I>(w.P);
+    const I c = k % c_, pix = (k / c_) % (H * W), n = k / (c_ * H * W);
+    const I iy = pix / W, ix = pix % W;
+    float acc = 0.f;
+    for (I ky = 0; ky < static_cast<I>(K); ++ky) {
+      const I ty = iy + P - ky;
+      if (ty < 0 || ty % S != 0 || ty / S >= Ho) continue;
+      for (I kx = 0; kx < static_cast<I>(K); ++kx) {
+        const I tx = ix + P - kx;
+        if (tx < 0 || tx % S != 0 || tx / S >= Wo) continue;
+        acc += in[static_cast<index>((n * Ho + ty / S) * Wo + tx / S) * patch + (ky * static_cast<I>(K) + kx) * c_ + c];
       }
-      float* d = out + n * C * w.H * w.W + pix * C;
-      for (index c = 0; c < C; ++c) d[c] = acc[c];
-    });
+    }
+    return acc;
   }
 
   /// Max over each window; `arg` receives the winning input offset within the sample. NaN

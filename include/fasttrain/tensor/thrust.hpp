@@ -1,4 +1,4 @@
-// fasttrain/tensor/thrust.hpp -- the gpu::thrust backend: thrust::device_vector storage.
+// fasttrain/tensor/thrust.hpp -- the gpu::thrust backend: Thrust kernels over device memory.
 //
 //   using Net = nn::Sequential<nn::Linear<784, 256>, nn::ReLU, nn::Linear<256, 10>>::rebind<gpu::thrust>;
 //
@@ -18,7 +18,13 @@
 // `data()` is a raw device pointer: dereference it only inside for_index kernels.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <new>
 #include <vector>
 
 // Without nvcc, Thrust cannot target CUDA: unless the includer chose a device system, use
@@ -32,7 +38,9 @@
 #endif
 
 #include <thrust/copy.h>
-#include <thrust/device_vector.h>
+#include <thrust/device_free.h>
+#include <thrust/device_malloc.h>
+#include <thrust/device_ptr.h>
 #include <thrust/execution_policy.h>
 #include <thrust/fill.h>
 #include <thrust/for_each.h>
@@ -52,7 +60,138 @@
 
 namespace fasttrain::gpu {
 
-struct thrust : detail::kernels<thrust> {
+namespace detail {
+/// Device blocks kept after they are freed, by byte size, and handed out again: a training
+/// step allocates the same temporaries every time, so from the second step on it allocates
+/// nothing from the device (cudaMalloc and cudaFree cost tens of microseconds and
+/// synchronise the device). Kernels run in order on one stream, so a block freed by one
+/// step is reused by a later kernel only after the earlier ones. When the device runs out,
+/// the cached blocks are released and the allocation is tried once more.
+class block_pool {
+ public:
+  static block_pool& instance() {
+    static block_pool* pool = new block_pool;  // never destroyed: the CUDA context may go first
+    return *pool;
+  }
+  void* take(std::size_t bytes) {
+    bytes = round(bytes);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        cached_ -= bytes;
+        return p;
+      }
+    }
+    try {
+      return ::thrust::raw_pointer_cast(::thrust::device_malloc<char>(bytes));
+    } catch (const std::bad_alloc&) {
+      release();
+      return ::thrust::raw_pointer_cast(::thrust::device_malloc<char>(bytes));
+    }
+  }
+  void give(void* p, std::size_t bytes) {
+    if (!p) return;
+    std::lock_guard<std::mutex> lk(mu_);
+    free_.emplace(round(bytes), p);
+    cached_ += round(bytes);
+  }
+  /// Frees every cached block (blocks in use stay).
+  void release() {
+    std::multimap<std::size_t, void*> blocks;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      blocks.swap(free_);
+      cached_ = 0;
+    }
+    for (auto& [bytes, p] : blocks) ::thrust::device_free(::thrust::device_pointer_cast(static_cast<char*>(p)));
+  }
+  /// Bytes held in the cache (not in use).
+  std::size_t cached_bytes() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cached_;
+  }
+
+ private:
+  static std::size_t round(std::size_t b) { return (std::max<std::size_t>(b, 1) + 255) / 256 * 256; }
+  mutable std::mutex mu_;
+  std::multimap<std::size_t, void*> free_;
+  std::size_t cached_ = 0;
+};
+
+/// The execution policy of the backend's kernels. On CUDA, par_nosync: Thrust's default
+/// policy waits for every kernel to finish before it returns, which costs a device round
+/// trip per kernel; kernels queue on the stream instead, and the host waits only where it
+/// reads a result (to_host, reductions).
+inline auto policy() {
+#if FASTTRAIN_THRUST_CUDA
+  return ::thrust::cuda::par_nosync;
+#else
+  return ::thrust::device;
+#endif
+}
+
+/// n elements of T in device memory from block_pool, uninitialised after a change of size
+/// (as Eigen's resize), so that a temporary costs neither an allocation nor a fill kernel.
+template <class T>
+class device_buffer {
+ public:
+  device_buffer() = default;
+  explicit device_buffer(std::size_t n) { resize(n); }
+  device_buffer(const device_buffer& o) { *this = o; }
+  device_buffer(device_buffer&& o) noexcept { swap(o); }
+  device_buffer& operator=(const device_buffer& o) {
+    if (this != &o) {
+      resize(o.n_);
+      if (n_) ::thrust::copy(policy(), o.begin(), o.end(), begin());
+    }
+    return *this;
+  }
+  device_buffer& operator=(device_buffer&& o) noexcept {
+    swap(o);
+    return *this;
+  }
+  ~device_buffer() { block_pool::instance().give(p_, n_ * sizeof(T)); }
+
+  void resize(std::size_t n) {
+    if (n == n_) return;
+    T* fresh = n ? static_cast<T*>(block_pool::instance().take(n * sizeof(T))) : nullptr;
+    block_pool::instance().give(p_, n_ * sizeof(T));
+    p_ = fresh;
+    n_ = n;
+  }
+  std::size_t size() const { return n_; }
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+  ::thrust::device_ptr<T> begin() { return ::thrust::device_pointer_cast(p_); }
+  ::thrust::device_ptr<T> end() { return begin() + static_cast<std::ptrdiff_t>(n_); }
+  ::thrust::device_ptr<const T> begin() const { return ::thrust::device_pointer_cast(static_cast<const T*>(p_)); }
+  ::thrust::device_ptr<const T> end() const { return begin() + static_cast<std::ptrdiff_t>(n_); }
+  void fill(T v) {
+    if (n_) ::thrust::fill(policy(), begin(), end(), v);
+  }
+  void swap(device_buffer& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+  }
+  /// From and to host memory (these wait for the device).
+  void assign(const T* host, std::size_t n) {
+    resize(n);
+    if (n) ::thrust::copy(host, host + n, begin());
+  }
+  void copy_to(T* host) const {
+    if (n_) ::thrust::copy(begin(), end(), host);
+  }
+
+ private:
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+}  // namespace detail
+
+struct thrust : fasttrain::detail::kernels<thrust> {
 #if FASTTRAIN_THRUST_CUDA
   static constexpr const char* name = "gpu::thrust(cuda)";
 #elif THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_OMP
@@ -64,7 +203,7 @@ struct thrust : detail::kernels<thrust> {
   using index = std::int64_t;
   using labels = std::vector<std::int32_t>;
 
-  /// A rows x cols column-major float matrix in a thrust::device_vector.
+  /// A rows x cols column-major float matrix in device memory.
   class matrix {
    public:
     using Scalar = float;
@@ -80,81 +219,71 @@ struct thrust : detail::kernels<thrust> {
     index rows() const { return r_; }
     index cols() const { return c_; }
     index size() const { return r_ * c_; }
-    float* data() { return ::thrust::raw_pointer_cast(v_.data()); }
-    const float* data() const { return ::thrust::raw_pointer_cast(v_.data()); }
+    float* data() { return v_.data(); }
+    const float* data() const { return v_.data(); }
     /// New size; the contents are unspecified after a change of size (as Eigen's resize).
     void resize(index r, index c) {
-      // A fresh vector, not device_vector::resize: the old contents need not be copied (and
-      // Thrust 1.17's CPP system copies an empty vector from a null pointer, which UBSan flags).
-      if (static_cast<std::size_t>(r * c) != v_.size()) ::thrust::device_vector<float>(static_cast<std::size_t>(r * c)).swap(v_);
+      v_.resize(static_cast<std::size_t>(r * c));
       r_ = r;
       c_ = c;
     }
-    void setZero() { ::thrust::fill(v_.begin(), v_.end(), 0.f); }
+    void setZero() { v_.fill(0.f); }
     void setZero(index r, index c) { resize(r, c), setZero(); }
-    void setOnes() { ::thrust::fill(v_.begin(), v_.end(), 1.f); }
+    void setOnes() { v_.fill(1.f); }
     void setOnes(index r, index c) { resize(r, c), setOnes(); }
     void swap(matrix& o) noexcept {
       v_.swap(o.v_);
       std::swap(r_, o.r_);
       std::swap(c_, o.c_);
     }
-    ::thrust::device_vector<float>& vector() { return v_; }
-    const ::thrust::device_vector<float>& vector() const { return v_; }
     /// Host copies, for checkpoints (io/archive.hpp).
-    void copy_to_host(float* p) const { ::thrust::copy(v_.begin(), v_.end(), p); }
+    void copy_to_host(float* p) const { v_.copy_to(p); }
     void assign_from_host(const float* p, index r, index c) {
-      resize(r, c);
-      if (r * c != 0) ::thrust::copy(p, p + r * c, v_.begin());
+      v_.assign(p, static_cast<std::size_t>(r * c));
+      r_ = r;
+      c_ = c;
     }
 
    private:
-    ::thrust::device_vector<float> v_;
+    detail::device_buffer<float> v_;
     index r_ = 0, c_ = 0;
   };
-  using view_type = detail::raw_view<float>;
-  using const_view_type = detail::raw_view<const float>;
 
   /// Device int32 storage (max-pool winners, labels) with a raw data() pointer.
-  class int_buffer {
-   public:
-    void resize(std::size_t n) {
-      if (n != v_.size()) ::thrust::device_vector<std::int32_t>(n).swap(v_);
-    }
-    std::size_t size() const { return v_.size(); }
-    std::int32_t* data() { return ::thrust::raw_pointer_cast(v_.data()); }
-    const std::int32_t* data() const { return ::thrust::raw_pointer_cast(v_.data()); }
-    ::thrust::device_vector<std::int32_t>& vector() { return v_; }
-    const ::thrust::device_vector<std::int32_t>& vector() const { return v_; }
+  using int_buffer = detail::device_buffer<std::int32_t>;
 
-   private:
-    ::thrust::device_vector<std::int32_t> v_;
-  };
+  using tensor = fasttrain::detail::batch_tensor<matrix>;
 
-  struct tensor {
-    matrix data;
-    Shape shape;
-    index batch() const { return data.cols(); }
-    index sample_size() const { return data.rows(); }
-    void resize(const Shape& s, index batch) {
-      shape = s;
-      data.resize(static_cast<index>(s.size()), batch);
-    }
-  };
-
-  static view_type view(float* p, index rows, index cols) { return {p, rows, cols}; }
-  static const_view_type view(const float* p, index rows, index cols) { return {p, rows, cols}; }
-
-  // ---- execution ----------------------------------------------------------------------------
-  /// One part: a layer's chunk loop runs on the host, each chunk's kernels on the device.
-  static int threads() { return 1; }
-  template <class F>
-  static void parallel_parts(index n, F&& f) {
-    if (n > 0) f(0, index{0}, n);
+  /// Conv2d's patch matrix per chunk: on a GPU 1 GiB, a whole batch of 1024 in the CNN's
+  /// second convolution (642 MB), so that each GEMM and im2col fills the device and the
+  /// backward pass reuses the forward's patches; on the CPU systems a cache-sized chunk.
+#if FASTTRAIN_THRUST_CUDA
+  static constexpr std::int64_t conv_chunk_bytes = std::int64_t{1} << 30;
+#else
+  static constexpr std::int64_t conv_chunk_bytes = std::int64_t{4} << 20;
+#endif
+  /// The device's free memory in bytes (cudaMemGetInfo); 0 (not known) on the CPU systems.
+  static std::int64_t free_memory_bytes() {
+#if FASTTRAIN_THRUST_CUDA
+    std::size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) return 0;
+    return static_cast<std::int64_t>(free + detail::block_pool::instance().cached_bytes());
+#else
+    return 0;
+#endif
   }
+  /// Frees the device blocks the backend keeps for reuse (see detail::block_pool); blocks in
+  /// use stay. Returns the bytes freed.
+  static std::size_t release_cached_memory() {
+    const std::size_t bytes = detail::block_pool::instance().cached_bytes();
+    detail::block_pool::instance().release();
+    return bytes;
+  }
+
+  // ---- execution (threads() and parallel_parts: one part, from detail::kernels) -------------
   template <class F>
   static void for_index(index n, F f) {
-    if (n > 0) ::thrust::for_each_n(::thrust::device, ::thrust::counting_iterator<index>(0), n, f);
+    if (n > 0) ::thrust::for_each_n(detail::policy(), ::thrust::counting_iterator<index>(0), n, f);
   }
   template <class F>
   static void for_index2(index r, index c, F f) {
@@ -167,11 +296,11 @@ struct thrust : detail::kernels<thrust> {
     ::thrust::copy(::thrust::device_pointer_cast(m.data()), ::thrust::device_pointer_cast(m.data()) + m.size(), p);
   }
   static const std::int32_t* upload_labels(const labels& lab, int_buffer& buf) {
-    buf.vector().assign(lab.begin(), lab.end());
+    buf.assign(lab.data(), lab.size());
     return buf.data();
   }
   static void download_ints(const int_buffer& b, std::int32_t* out) {
-    ::thrust::copy(b.vector().begin(), b.vector().end(), out);
+    b.copy_to(out);
   }
 
   // ---- linear algebra -------------------------------------------------------------------------
@@ -185,7 +314,7 @@ struct thrust : detail::kernels<thrust> {
       if (beta == 0.f) C.resize(m, n);
     }
     if (C.rows() != m || C.cols() != n || (tb ? B.cols() : B.rows()) != k)
-      throw shape_error(detail::cat(name, "::gemm: ", m, "x", k, " times ", (tb ? B.cols() : B.rows()), "x", n, " into ",
+      throw shape_error(fasttrain::detail::cat(name, "::gemm: ", m, "x", k, " times ", (tb ? B.cols() : B.rows()), "x", n, " into ",
                             C.rows(), "x", C.cols()));
     if (m == 0 || n == 0) return;
     if (k == 0) {  // an empty product (cuBLAS refuses leading dimensions of 0): C = beta C
@@ -193,28 +322,77 @@ struct thrust : detail::kernels<thrust> {
       return;
     }
 #if FASTTRAIN_THRUST_CUDA
+    const auto opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+    const int lda = static_cast<int>(A.rows()), ldb = static_cast<int>(B.rows()), ldc = static_cast<int>(C.rows());
+    const precision p = gemm_precision();
     const cublasStatus_t st =
-        cublasSgemm(cublas(), ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),
-                    static_cast<int>(n), static_cast<int>(k), &alpha, A.data(), static_cast<int>(A.rows()), B.data(),
-                    static_cast<int>(B.rows()), &beta, C.data(), static_cast<int>(C.rows()));
-    if (st != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(detail::cat(name, "::gemm: cublasSgemm failed with status ", int(st)));
+        p == precision::fp32
+            ? cublasSgemm(cublas(), opa, opb, im, in, ik, &alpha, A.data(), lda, B.data(), ldb, &beta, C.data(), ldc)
+            : cublasGemmEx(cublas(), opa, opb, im, in, ik, &alpha, A.data(), CUDA_R_32F, lda, B.data(), CUDA_R_32F, ldb,
+                           &beta, C.data(), CUDA_R_32F, ldc,
+                           p == precision::bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F_FAST_16F,
+                           CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error(fasttrain::detail::cat(name, "::gemm: cuBLAS failed with status ", int(st)));
 #else
     using map = Eigen::Map<Eigen::MatrixXf>;
     using cmap = Eigen::Map<const Eigen::MatrixXf>;
-    const cmap a(A.data(), A.rows(), A.cols()), b(B.data(), B.rows(), B.cols());
+    const cmap a0(A.data(), A.rows(), A.cols()), b0(B.data(), B.rows(), B.cols());
     map c(C.data(), C.rows(), C.cols());
-    auto run = [&](const auto& x, const auto& y) {
-      if (beta == 0.f) c.noalias() = alpha * (x * y);
-      else {
-        c *= beta;
-        c.noalias() += alpha * (x * y);
-      }
+    auto run = [&](const auto& a, const auto& b) {
+      auto product = [&](const auto& x, const auto& y) {
+        if (beta == 0.f) c.noalias() = alpha * (x * y);
+        else {
+          c *= beta;
+          c.noalias() += alpha * (x * y);
+        }
+      };
+      if (!ta && !tb) product(a, b);
+      else if (ta && !tb) product(a.transpose(), b);
+      else if (!ta && tb) product(a, b.transpose());
+      else product(a.transpose(), b.transpose());
     };
-    if (!ta && !tb) run(a, b);
-    else if (ta && !tb) run(a.transpose(), b);
-    else if (!ta && tb) run(a, b.transpose());
-    else run(a.transpose(), b.transpose());
+    const precision p = gemm_precision();
+    if (p == precision::fp32) {
+      run(a0, b0);
+    } else {  // the inputs rounded as the GPU's 16-bit products round them, the sums in fp32
+      auto r = [p](float v) { return p == precision::bf16 ? round_to_bf16(v) : round_to_fp16(v); };
+      const Eigen::MatrixXf a = a0.unaryExpr(r), b = b0.unaryExpr(r);
+      run(a, b);
+    }
 #endif
+  }
+
+  /// The precision of gemm's products; the storage stays fp32 (methods::MixedPrecision
+  /// sets it for a run). fp32; or the inputs rounded to bf16 or fp16 and the sums kept in
+  /// fp32: on a GPU, cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF / _16F on the tensor cores.
+  enum class precision { fp32, bf16, fp16 };
+  static void set_gemm_precision(precision p) { gemm_precision_setting() = p; }
+  static precision gemm_precision() { return gemm_precision_setting(); }
+
+  /// v rounded to the nearest bf16 (ties to even), as a float. NaN stays NaN.
+  static float round_to_bf16(float v) {
+    if (v != v) return v;
+    std::uint32_t u;
+    std::memcpy(&u, &v, 4);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    std::memcpy(&v, &u, 4);
+    return v;
+  }
+  /// v rounded to the nearest fp16 (ties to even; beyond 65504 infinity), as a float.
+  static float round_to_fp16(float v) {
+    if (v != v) return v;
+    const float a = std::fabs(v);
+    if (a >= 65520.f) return std::copysign(std::numeric_limits<float>::infinity(), v);
+    if (a < 6.103515625e-05f) {  // subnormal fp16: a multiple of 2^-24
+      const float q = std::nearbyint(a * 16777216.f) / 16777216.f;
+      return std::copysign(q, v);
+    }
+    int e;
+    std::frexp(a, &e);                          // a = f 2^e, f in [0.5, 1)
+    const float ulp = std::ldexp(1.f, e - 11);  // 10 bits after the leading one
+    return std::copysign(std::nearbyint(a / ulp) * ulp, v);
   }
 
   // ---- reductions: thrust::transform_reduce on the device --------------------------------------
@@ -236,6 +414,11 @@ struct thrust : detail::kernels<thrust> {
   static float max_abs(const M& m) { return reduce(m, abs_op{}, 0.f, max_op{}); }
   template <class M>
   static bool all_finite(const M& m) { return reduce(m, self_difference_op{}, 0.f, ::thrust::plus<float>()) == 0.f; }
+
+  static precision& gemm_precision_setting() {
+    static precision p = precision::fp32;
+    return p;
+  }
 
 #if FASTTRAIN_THRUST_CUDA
   /// The process's cuBLAS handle, created on first use.

@@ -69,33 +69,14 @@ struct xtensor : detail::kernels<xtensor> {
    private:
     storage a_ = storage::from_shape({0, 0});
   };
-  using view_type = detail::raw_view<float>;
-  using const_view_type = detail::raw_view<const float>;
   using int_buffer = std::vector<std::int32_t>;
 
-  struct tensor {
-    matrix data;
-    Shape shape;
-    index batch() const { return data.cols(); }
-    index sample_size() const { return data.rows(); }
-    void resize(const Shape& s, index batch) {
-      shape = s;
-      data.resize(static_cast<index>(s.size()), batch);
-    }
-  };
-
-  static view_type view(float* p, index rows, index cols) { return {p, rows, cols}; }
-  static const_view_type view(const float* p, index rows, index cols) { return {p, rows, cols}; }
+  using tensor = detail::batch_tensor<matrix>;
 
   // ---- execution --------------------------------------------------------------------------
   // Threads: the BLAS's own. Element loops run serially: OpenMP threads next to OpenBLAS's
   // pthreads made both spin-wait for the cores (bench_backends, MLP, 2 cores: 17k samples/s
   // with OpenMP element loops, 129k with serial ones).
-  static int threads() { return 1; }
-  template <class F>
-  static void parallel_parts(index n, F&& f) {
-    if (n > 0) f(0, index{0}, n);
-  }
   template <class F>
   static void for_index(index n, F f) {
     for (index k = 0; k < n; ++k) f(k);

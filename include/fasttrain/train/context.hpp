@@ -206,6 +206,9 @@ struct StepContext {
   float& lr_multiplier;  ///< the schedule's value for this step; methods may scale it
   const Time& time;
   const GradientRecompute* recompute = nullptr;  ///< set at before_step only
+  /// Set by a before_step hook to skip this step's update (MixedPrecision, when its scaled
+  /// gradients overflowed): no gradient check, no optimizer step; after_step still runs.
+  bool skip_step = false;
 };
 
 template <class Model>

@@ -789,8 +789,10 @@ class Trainer {
     sctx.recompute = nullptr;
     step_batch_ = nullptr;
     step_targets_ = nullptr;
-    if (check_finite) timed<Phase::checks>([&] { check_gradients(loss_value); });
-    timed<Phase::step>([&] { optimizer_.step(model_, lr_multiplier); });
+    if (!sctx.skip_step) {
+      if (check_finite) timed<Phase::checks>([&] { check_gradients(loss_value); });
+      timed<Phase::step>([&] { optimizer_.step(model_, lr_multiplier); });
+    }
     emit<event::after_step>(sctx);
 
     ++time_.batch;
@@ -803,7 +805,12 @@ class Trainer {
   // A gradient that is NaN or infinite while the loss is finite (an overflow in backward):
   // caught before the optimizer writes it into the weights.
   void check_gradients(float loss_value) {
-    const auto bad = first_parameter([](auto&, auto& g) { return !backend::all_finite(g); });
+    // One check for all gradients (on a GPU: one wait instead of one per tensor).
+    std::vector<typename backend::const_view_type> grads;
+    model_.for_each_parameter([&](auto&, auto& g) {
+      grads.push_back(backend::view(static_cast<const float*>(g.data()), g.rows(), g.cols()));
+    });
+    const auto bad = static_cast<std::ptrdiff_t>(backend::first_nonfinite(grads));
     if (bad >= 0)
       throw divergence_error(detail::cat("fasttrain::Trainer: the gradient of ",
                                          model_.parameter_names()[static_cast<std::size_t>(bad)],
