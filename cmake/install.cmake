@@ -6,11 +6,16 @@
 #   find_package(fasttrain CONFIG REQUIRED)        # with CMAKE_PREFIX_PATH=P
 #   target_link_libraries(app PRIVATE fasttrain::fasttrain)
 #
+# and, for the optional components, find_package(fasttrain CONFIG REQUIRED COMPONENTS xtensor)
+# with fasttrain::xtensor (likewise dist, thrust).
+#
 # Layout under the prefix:
 #   include/fasttrain/...                           the headers
 #   share/cmake/fasttrain/fasttrainConfig.cmake     finds Eigen3 3.4, ZLIB, Threads
 #   share/cmake/fasttrain/fasttrainConfigVersion.cmake
 #   share/cmake/fasttrain/fasttrainTargets.cmake    the exported INTERFACE target
+#   share/cmake/fasttrain/fasttrain<Comp>Targets.cmake  the optional components (Dist, Xtensor,
+#                                                   Thrust) this build found the dependencies of
 # The package is header-only, so it goes to the architecture-independent datadir.
 #
 # FASTTRAIN_INSTALL (default: ON only when fasttrain is the top-level project) controls the
@@ -37,14 +42,27 @@ if(FASTTRAIN_INSTALL)
           FILE fasttrainTargets.cmake
           DESTINATION "${FASTTRAIN_INSTALL_CMAKEDIR}")
 
-  # The optional component fasttrain::dist (MPI), in its own export set: find_package(fasttrain
-  # COMPONENTS dist) loads it, and MPI with it.
-  if(TARGET fasttrain_dist)
-    install(TARGETS fasttrain_dist EXPORT fasttrainDistTargets)
-    install(EXPORT fasttrainDistTargets
-            NAMESPACE fasttrain::
-            FILE fasttrainDistTargets.cmake
-            DESTINATION "${FASTTRAIN_INSTALL_CMAKEDIR}")
+  # The optional components, each in its own export set, loaded by find_package(fasttrain
+  # COMPONENTS ...) with its dependencies (cmake/fasttrainConfig.cmake.in):
+  #   dist     fasttrain::dist     (MPI)                                 fasttrainDistTargets.cmake
+  #   xtensor  fasttrain::xtensor  (xtensor, xtensor-blas, a BLAS)       fasttrainXtensorTargets.cmake
+  #   thrust   fasttrain::thrust   (Thrust's headers, found again there) fasttrainThrustTargets.cmake
+  # A component is installed when fasttrain's build defined its target (found its dependencies).
+  foreach(_ft_comp IN ITEMS Dist Xtensor Thrust)
+    string(TOLOWER "${_ft_comp}" _ft_target)
+    if(TARGET fasttrain_${_ft_target})
+      install(TARGETS fasttrain_${_ft_target} EXPORT fasttrain${_ft_comp}Targets)
+      install(EXPORT fasttrain${_ft_comp}Targets
+              NAMESPACE fasttrain::
+              FILE fasttrain${_ft_comp}Targets.cmake
+              DESTINATION "${FASTTRAIN_INSTALL_CMAKEDIR}")
+    endif()
+  endforeach()
+
+  # Where this build found Thrust: only a hint for the config file's own search.
+  set(FASTTRAIN_THRUST_HINT "")
+  if(TARGET fasttrain_thrust)
+    set(FASTTRAIN_THRUST_HINT "${FASTTRAIN_THRUST_INCLUDE_DIR}")
   endif()
 
   configure_package_config_file(

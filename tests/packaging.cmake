@@ -10,10 +10,19 @@
 #   ctest --preset release -R package.fetchcontent
 #
 #   package.install           cmake --install <build> --prefix <build>/packaging/pkg-prefix
-#   package.find_package      consumer with CMAKE_PREFIX_PATH=<prefix>  (needs package.install)
+#   package.find_package      consumer with CMAKE_PREFIX_PATH=<prefix>  (needs package.install);
+#                             also the package file's answers for missing components
 #   package.add_subdirectory  consumer with add_subdirectory(<fasttrain source>)
 #   package.fetchcontent      consumer with FetchContent_Declare(SOURCE_DIR <fasttrain source>)
 set(_ft_pkg_work "${PROJECT_BINARY_DIR}/packaging")
+# The optional components this build has: they must be installed, and every consumer mode must
+# get their targets and build its program for each (tests/consumer/CMakeLists.txt).
+set(_ft_pkg_components)
+foreach(_c IN ITEMS dist xtensor thrust)
+  if(TARGET fasttrain_${_c})
+    list(APPEND _ft_pkg_components ${_c})
+  endif()
+endforeach()
 get_property(_ft_pkg_multi GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
 
 # Settings for the driver, written with bracket arguments so paths and flags need no quoting.
@@ -23,6 +32,7 @@ foreach(_pair IN ITEMS
     "FT_BINARY_DIR=PROJECT_BINARY_DIR"
     "FT_VERSION=PROJECT_VERSION"
     "FT_WORK_DIR=_ft_pkg_work"
+    "FT_COMPONENTS=_ft_pkg_components"
     "FT_MULTI_CONFIG=_ft_pkg_multi"
     "FT_GENERATOR=CMAKE_GENERATOR"
     "FT_GENERATOR_PLATFORM=CMAKE_GENERATOR_PLATFORM"

@@ -5,11 +5,16 @@
 #
 # MODE install           : fresh `cmake --install <fasttrain build> --prefix <pkg-prefix>`, then
 #                          checks the installed layout.
-# MODE find_package      : configure + build + run tests/consumer against <pkg-prefix>.
-# MODE add_subdirectory  : the same, with fasttrain's source tree added as a subdirectory.
-# MODE fetchcontent      : the same, through FetchContent (SOURCE_DIR, offline); it also
+# MODE find_package      : configure + build + run tests/consumer against <pkg-prefix>; then
+#                          configures tests/consumer/missing_components against a copy of the
+#                          package files without the optional components (how they fail).
+# MODE add_subdirectory  : configure + build + run tests/consumer, with fasttrain's source tree
+#                          added as a subdirectory.
+# MODE fetchcontent      : the same through FetchContent (SOURCE_DIR, offline); it also
 #                          installs the consumer with FASTTRAIN_INSTALL=ON, which checks the
 #                          install rules work when fasttrain is a subproject.
+# In the three consumer modes, the optional components fasttrain's build has (FT_COMPONENTS:
+# dist, xtensor, thrust) must be there too, and their programs are built (and run, but dist).
 # SETTINGS is written by tests/packaging.cmake: paths, generator, compiler, launcher, flags of
 # the enclosing fasttrain build, forwarded to the nested builds. Every step streams its output
 # and any failure stops the test with a FATAL_ERROR naming the step.
@@ -57,6 +62,16 @@ if(MODE STREQUAL "install")
       list(APPEND _missing "${_f}")
     endif()
   endforeach()
+  # Each optional component of this build, in its own export set.
+  foreach(_c IN LISTS FT_COMPONENTS)
+    string(SUBSTRING "${_c}" 0 1 _first)
+    string(SUBSTRING "${_c}" 1 -1 _rest)
+    string(TOUPPER "${_first}" _first)
+    set(_f "${FT_INSTALL_CMAKEDIR}/fasttrain${_first}${_rest}Targets.cmake")
+    if(NOT EXISTS "${FT_PREFIX}/${_f}")
+      list(APPEND _missing "${_f}")
+    endif()
+  endforeach()
   # Every header of the source tree must be installed.
   file(GLOB_RECURSE _headers RELATIVE "${FT_SOURCE_DIR}/include" "${FT_SOURCE_DIR}/include/fasttrain/*.hpp")
   foreach(_h IN LISTS _headers)
@@ -69,7 +84,7 @@ if(MODE STREQUAL "install")
     message(FATAL_ERROR "[package.install] not installed under ${FT_PREFIX}:\n  ${_missing}")
   endif()
   list(LENGTH _headers _n)
-  message(STATUS "[package.install] OK: ${_n} headers and the CMake package in ${FT_PREFIX}")
+  message(STATUS "[package.install] OK: ${_n} headers and the CMake package (components: ${FT_COMPONENTS}) in ${FT_PREFIX}")
   return()
 endif()
 
@@ -99,6 +114,7 @@ _forward(CMAKE_CXX_COMPILER_LAUNCHER "${FT_CXX_COMPILER_LAUNCHER}")
 _forward(CMAKE_CXX_FLAGS "${FT_CXX_FLAGS}")
 _forward(CMAKE_EXE_LINKER_FLAGS "${FT_EXE_LINKER_FLAGS}")
 _forward(Eigen3_DIR "${FT_Eigen3_DIR}")
+_forward(FASTTRAIN_EXPECTED_COMPONENTS "${FT_COMPONENTS}")
 if(NOT FT_MULTI_CONFIG)
   if(BUILD_CONFIG)
     _forward(CMAKE_BUILD_TYPE "${BUILD_CONFIG}")
@@ -138,7 +154,32 @@ endif()
 run_step("configure" "${CMAKE_COMMAND}" ${_args})
 run_step("build" "${CMAKE_COMMAND}" --build "${_work}" ${_config_args})
 run_step("run" "${CMAKE_CTEST_COMMAND}" --test-dir "${_work}" --output-on-failure
-         --no-tests=error -R "^fasttrain_consumer$" ${_config_args})
+         --no-tests=error -R "^fasttrain_consumer" ${_config_args})
+
+if(MODE STREQUAL "find_package")
+  # The installed package files without any fasttrain<Comp>Targets.cmake: as installed from a
+  # build that found none of the optional components' dependencies.
+  set(_bare "${FT_WORK_DIR}/missing-components")
+  file(REMOVE_RECURSE "${_bare}")
+  foreach(_f IN ITEMS fasttrainConfig.cmake fasttrainConfigVersion.cmake fasttrainTargets.cmake)
+    file(COPY "${FT_PREFIX}/${FT_INSTALL_CMAKEDIR}/${_f}" DESTINATION "${_bare}/prefix/${FT_INSTALL_CMAKEDIR}")
+  endforeach()
+  set(_args -S "${FT_SOURCE_DIR}/tests/consumer/missing_components" -B "${_bare}/build" -G "${FT_GENERATOR}"
+            -C "${_init}" "-Dfasttrain_DIR=${_bare}/prefix/${FT_INSTALL_CMAKEDIR}")
+  run_step("configure missing_components (optional ones)" "${CMAKE_COMMAND}" ${_args} -DREQUIRE_MISSING=OFF)
+  # Required ones: the configure must fail, naming each missing component.
+  message(STATUS "[package.${MODE}] configure missing_components (required ones: must fail)")
+  execute_process(COMMAND "${CMAKE_COMMAND}" ${_args} -DREQUIRE_MISSING=ON
+                  RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
+  message("${_out}")
+  string(REGEX REPLACE "[ \t\r\n]+" " " _flat "${_out}")
+  if(_rc EQUAL 0 OR _flat MATCHES "UNEXPECTED"
+     OR NOT _flat MATCHES "required components not available: thrust \\(not installed"
+     OR NOT _flat MATCHES "; xtensor \\(not installed")
+    message(FATAL_ERROR "[package.${MODE}] find_package(fasttrain REQUIRED COMPONENTS thrust xtensor) "
+                        "against a package without them did not fail naming both components (output above)")
+  endif()
+endif()
 
 if(MODE STREQUAL "fetchcontent")
   set(_inst "${_work}/install")
