@@ -3,7 +3,7 @@
 //   using Net = nn::Sequential<nn::Linear<784, 256>, nn::ReLU, nn::Linear<256, 10>>::rebind<gpu::thrust>;
 //
 // Not included by fasttrain.hpp: include this header (CMake target fasttrain::thrust in
-// fasttrain's own build; the installed package does not export it yet).
+// fasttrain's own build and in the installed package: find_package(fasttrain COMPONENTS thrust)).
 //
 // Where the code runs is Thrust's device system, fixed when the translation unit is compiled:
 //   nvcc (THRUST_DEVICE_SYSTEM_CUDA, the default there): device memory on the GPU, kernels
@@ -254,11 +254,12 @@ struct thrust : fasttrain::detail::kernels<thrust> {
 
   using tensor = fasttrain::detail::batch_tensor<matrix>;
 
-  /// Conv2d's patch matrix per chunk: on a GPU 1 GiB, a whole batch of 1024 in the CNN's
-  /// second convolution (642 MB), so that each GEMM and im2col fills the device and the
-  /// backward pass reuses the forward's patches; on the CPU systems a cache-sized chunk.
+  /// Conv2d's patch matrix per chunk: on a GPU 256 MiB, a whole batch of 128 (or a large
+  /// part of 1024) so that each GEMM and im2col fills the device; on the CPU systems a
+  /// cache-sized chunk. (1 GiB would cover the CNN's second convolution at batch 1024, 642 MB,
+  /// and let its backward pass reuse the forward's patches: not measured yet.)
 #if FASTTRAIN_THRUST_CUDA
-  static constexpr std::int64_t conv_chunk_bytes = std::int64_t{1} << 30;
+  static constexpr std::int64_t conv_chunk_bytes = std::int64_t{256} << 20;
 #else
   static constexpr std::int64_t conv_chunk_bytes = std::int64_t{4} << 20;
 #endif

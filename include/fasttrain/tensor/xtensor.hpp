@@ -4,7 +4,7 @@
 //
 // Not included by fasttrain.hpp: include this header (it needs Debian's xtensor-dev and
 // libxtensor-blas-dev, and a CBLAS to link: CMake target fasttrain::xtensor in fasttrain's own
-// build; the installed package does not export it yet).
+// build; the installed package exports it as a component: find_package(fasttrain COMPONENTS xtensor)).
 //
 // `matrix` owns an xt::xtensor<float, 2> in column-major layout, so a batch has the same
 // memory layout as cpu::eigen's (one sample per column). GEMM goes through
