@@ -40,6 +40,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from fashion_mnist import DEFAULT_DIR, load_numpy  # noqa: E402
+from torch_train import evaluate, he_uniform_  # noqa: E402
 
 
 def mlp():
@@ -76,28 +77,11 @@ def resnet():
 MODELS = {"mlp": mlp, "cnn": cnn, "resnet": resnet}
 
 
-def he_init(model):
-    """fasttrain's default: He uniform, U(-a, a) with a = sqrt(6 / fan_in), zero biases."""
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.kaiming_uniform_(m.weight, a=0.0, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-    return model
-
-
-@torch.no_grad()
-def accuracy(model, x, y, chunk=1000):
-    model.eval()
-    correct = sum(int((model(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum()) for i in range(0, len(x), chunk))
-    model.train()
-    return correct / len(x)
-
-
 def to_accuracy(target, epochs, precision, d, batch=128, lr=0.05, warmup=0.5, wd=5e-5):
     torch.manual_seed(1)
     x, y = torch.as_tensor(d["train_x"]).cuda(), torch.as_tensor(d["train_y"]).cuda()
     tx, ty = torch.as_tensor(d["test_x"]).cuda(), torch.as_tensor(d["test_y"]).cuda()
-    model = he_init(resnet()).cuda()
+    model = he_uniform_(resnet()).cuda()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     params = list(model.parameters())
     n = x.shape[0]
@@ -130,7 +114,7 @@ def to_accuracy(target, epochs, precision, d, batch=128, lr=0.05, warmup=0.5, wd
         seconds += time.perf_counter() - t0
         next_eval = min(next_eval + half, total) if next_eval < total else total + 1
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            acc = accuracy(model, tx, ty)
+            acc = evaluate(model, tx, ty)
         if hit is None and acc >= target:
             hit = (seconds, step / per_epoch)
     return {"bench": "torch_accuracy", "backend": f"torch {torch.__version__} cuda {precision}", "model": "resnet",

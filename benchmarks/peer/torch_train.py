@@ -107,7 +107,11 @@ def build_model(name, init="he"):
         raise ValueError(f"unknown model {name!r}")
     if init == "torch":  # PyTorch's own defaults, for diagnosis only
         return model
-    # fasttrain's default: He uniform, U(-a, a) with a = sqrt(6 / fan_in), zero biases.
+    return he_uniform_(model)
+
+
+def he_uniform_(model):
+    """fasttrain's default: He uniform, U(-a, a) with a = sqrt(6 / fan_in), zero biases."""
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_uniform_(m.weight, a=0.0, mode="fan_in", nonlinearity="relu")
