@@ -354,6 +354,12 @@ void load_model(const std::string& path, Model& model) {
   r.finish();
 }
 
+/// Where methods::Checkpoint writes rank `rank`'s checkpoints in a data-parallel run
+/// (dist::DataParallel): `<dir>/rank-<rank>`.
+inline std::string rank_directory(const std::string& dir, int rank) {
+  return (std::filesystem::path(dir) / ("rank-" + std::to_string(rank))).string();
+}
+
 /// The file name the Checkpoint method uses for step `step`.
 inline std::string checkpoint_path(const std::string& dir, const std::string& prefix, std::int64_t step) {
   std::string digits = std::to_string(step);

@@ -484,11 +484,16 @@ class Trainer {
     last_checkpoint_ = path;
   }
 
-  /// Accuracy on `ds`, firing eval_begin / eval_end around it.
+  /// Accuracy on `ds`, firing eval_begin / eval_end around it. A method may give this
+  /// process a shard of `ds` at eval_begin and combine the shards' counts at eval_end
+  /// (dist::DataParallel: a collective, to call on every rank).
   double evaluate(const data::Dataset& ds, std::int64_t chunk = 256) {
     eval_context ectx{model_, time_};
     emit<event::eval_begin>(ectx);
-    ectx.accuracy = evaluate_accuracy(model_, ds, chunk);
+    const auto [begin, end] = shard_range(ds.size(), ectx.shard, ectx.num_shards);
+    ectx.samples = end - begin;
+    ectx.correct = count_correct(model_, ds, chunk, begin, end);
+    ectx.accuracy = ectx.samples ? static_cast<double>(ectx.correct) / static_cast<double>(ectx.samples) : 0.0;
     emit<event::eval_end>(ectx);
     return ectx.accuracy;
   }

@@ -151,15 +151,9 @@ class EMA {
   }
 
  private:
-  // f(tensor) for each BatchNorm layer's running mean, then its running variance.
   template <class Model, class F>
   static void for_each_statistic(Model& model, F&& f) {
-    nn::visit_layers(model, [&](auto& l) {
-      if constexpr (nn::RunningStatistics<decltype(l)>) {
-        f(l.running_mean);
-        f(l.running_var);
-      }
-    });
+    nn::for_each_running_statistic(model, f);
   }
   template <class Model, class M>
   static void blend(Model& model, std::vector<M>& shadow, std::vector<M>& stats, float d) {
