@@ -6,7 +6,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fasttrain/fasttrain.hpp>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -86,26 +85,15 @@ namespace {
 using CNN = nn::Sequential<nn::Conv2d<1, 32, 5, 1, 2>, nn::ReLU, nn::MaxPool2d<2>, nn::Conv2d<32, 64, 5, 1, 2>,
                            nn::ReLU, nn::MaxPool2d<2>, nn::Flatten, nn::Linear<3136, 1024>, nn::ReLU,
                            nn::Linear<1024, 10>>;
-
-long status_kib(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stol(line.substr(line.find(':') + 1));
-  return -1;
-}
 }  // namespace
 
 TEST_CASE("save_checkpoint streams: its peak memory is a buffer, not the 26 MB file") {
   // Peak resident memory (VmHWM) is reset through /proc/self/clear_refs, then read after the
   // save. Before streaming the file was built whole in memory (sections, then the file: the
   // peak rose by about twice its size).
-  {
-    std::ofstream reset("/proc/self/clear_refs");
-    if (!reset) {
-      MESSAGE("cannot reset the peak memory on this system: not checked");
-      return;
-    }
+  if (!profile::reset_peak_resident()) {
+    MESSAGE("cannot reset the peak memory on this system: not checked");
+    return;
   }
   data::Dataset ds;
   ds.name = "random";
@@ -124,13 +112,10 @@ TEST_CASE("save_checkpoint streams: its peak memory is a buffer, not the 26 MB f
   trainer.save_checkpoint(path);  // once, so that everything it allocates for good exists
   // The peak resident memory a call adds (KiB).
   auto peak_of = [](auto&& f) {
-    {
-      std::ofstream reset("/proc/self/clear_refs");
-      reset << "5";
-    }
-    const long before = status_kib("VmRSS:");
+    profile::reset_peak_resident();
+    const long before = profile::resident_kib();
     f();
-    return status_kib("VmHWM:") - before;
+    return profile::peak_resident_kib() - before;
   };
   const long peak = peak_of([&] { trainer.save_checkpoint(path); });
   const auto size = fs::file_size(path);
