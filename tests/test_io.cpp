@@ -314,7 +314,8 @@ TEST_CASE("resume: a run continued from any of its checkpoints ends bitwise iden
   const auto all = io::list_checkpoints(dir);
   REQUIRE(all.size() == 57 / 7);  // steps 7, 14, ..., 56 of 57
   CHECK(all.front().first == 7);
-  for (const auto& [step, path] : all) {
+  for (const auto& [at, path] : all) {
+    const std::int64_t step = at;  // clang 14 cannot capture a structured binding
     CAPTURE(step);
     Net net(nn::Linear<4, 16>{}, nn::ReLU{}, nn::Dropout(0.3f), nn::Linear<16, 3>{});
     net.reset_parameters(99);  // different weights: the checkpoint must replace them all
@@ -362,7 +363,8 @@ void check_resume_from_every_checkpoint(const std::string& name, Ms... ms) {
   const auto expected = weights_of(ref_net);
   const auto all = io::list_checkpoints(dir);
   REQUIRE(all.size() >= 4);  // every 5 of at least 29 steps
-  for (const auto& [step, path] : all) {
+  for (const auto& [at, path] : all) {
+    const std::int64_t step = at;  // clang 14 cannot capture a structured binding
     CAPTURE(step);
     Net net = make_net();
     net.reset_parameters(99);
