@@ -36,6 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (ds.size() < 1 || ds.sample_shape.size() < 1) fuzz::fail("read_csv accepted a file with no samples");
     if (opt.num_classes > 0 && ds.num_classes != opt.num_classes) fuzz::fail("read_csv changed num_classes");
+    if (opt.num_classes == 0 && ds.num_classes > opt.max_inferred_classes)
+      fuzz::fail("read_csv inferred more classes than max_inferred_classes");
     const bool gzipped = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
     if (!gzipped && static_cast<std::size_t>(ds.size()) * static_cast<std::size_t>(ds.sample_shape.size()) > size)
       fuzz::fail("read_csv returned more feature values than the file has bytes");

@@ -24,4 +24,25 @@ inline fasttrain::data::Dataset blobs(std::int64_t n, std::uint64_t seed, float 
   return ds;
 }
 
+/// Three classes of 16x16 images: a bright square in one of three places, plus noise.
+inline fasttrain::data::Dataset squares(std::int64_t n, std::uint64_t seed) {
+  fasttrain::data::Dataset ds;
+  ds.name = "squares";
+  ds.sample_shape = fasttrain::Shape(1, 16, 16);
+  ds.num_classes = 3;
+  ds.features.resize(256, n);
+  ds.labels.resize(static_cast<std::size_t>(n));
+  fasttrain::Rng rng(seed);
+  for (std::int64_t j = 0; j < n; ++j) {
+    const int c = static_cast<int>(j % 3);
+    ds.labels[static_cast<std::size_t>(j)] = c;
+    for (int p = 0; p < 256; ++p) {
+      const int y = p / 16, x = p % 16;
+      const bool on = y >= 2 + 4 * c && y < 6 + 4 * c && x >= 4 && x < 10;
+      ds.features(p, j) = (on ? 1.f : 0.f) + rng.normal(0.f, 0.5f);
+    }
+  }
+  return ds;
+}
+
 }  // namespace fixtures

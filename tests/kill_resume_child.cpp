@@ -2,8 +2,10 @@
 // BatchNorm, Dropout, momentum SGD and stateful methods (MixUp and CutOut draw from their
 // own generators; GradientNoise below too), writing a checkpoint every 10
 // batches. When <dir> already holds a checkpoint it resumes from the newest one. At the end
-// it writes the model's and optimizer's state (io::StateWriter bytes) and the final loss and
-// accuracy to <out>, for a bitwise comparison with an uninterrupted run.
+// it writes the model's and optimizer's state (io::StateWriter bytes), the final loss and
+// accuracy and every record of the history (evaluations every 20 batches, so every other
+// checkpoint falls on an evaluation, and at the end of each epoch) to <out>, for a bitwise
+// comparison with an uninterrupted run.
 //
 //   kill_resume_child <dir> <out> [threads] [epochs]
 #include <cstdio>
@@ -11,6 +13,8 @@
 #include <fstream>
 #include <iostream>
 #include <string>
+
+#include "fixtures.hpp"
 
 using namespace fasttrain;
 using namespace fasttrain::literals;
@@ -43,27 +47,6 @@ struct GradientNoise {
   }
 };
 
-// Three classes of 16x16 images: a bright square in one of three places, plus noise.
-data::Dataset images(std::int64_t n, std::uint64_t seed) {
-  data::Dataset ds;
-  ds.name = "squares";
-  ds.sample_shape = Shape(1, 16, 16);
-  ds.num_classes = 3;
-  ds.features.resize(256, n);
-  ds.labels.resize(static_cast<std::size_t>(n));
-  Rng rng(seed);
-  for (std::int64_t j = 0; j < n; ++j) {
-    const int c = static_cast<int>(j % 3);
-    ds.labels[static_cast<std::size_t>(j)] = c;
-    for (int p = 0; p < 256; ++p) {
-      const int y = p / 16, x = p % 16;
-      const bool on = y >= 2 + 4 * c && y < 6 + 4 * c && x >= 4 && x < 10;
-      ds.features(p, j) = (on ? 1.f : 0.f) + rng.normal(0.f, 0.5f);
-    }
-  }
-  return ds;
-}
-
 using Net = nn::Sequential<nn::Conv2d<1, 8, 3, 1, 1>, nn::BatchNorm2d<8>, nn::ReLU, nn::MaxPool2d<2>, nn::Flatten,
                            nn::Dropout, nn::Linear<512, 128>, nn::ReLU, nn::Linear<128, 3>>;
 
@@ -78,7 +61,7 @@ int main(int argc, char** argv) try {
   set_threads(argc > 3 ? std::stoi(argv[3]) : 2);
   const double epochs = argc > 4 ? std::stod(argv[4]) : 3.0;
 
-  const data::Dataset train = images(3072, 1), test = images(512, 2);
+  const data::Dataset train = fixtures::squares(3072, 1), test = fixtures::squares(512, 2);
   data::Loader loader(train, {.batch_size = 32, .shuffle = true, .seed = 7});
   Net net(nn::Conv2d<1, 8, 3, 1, 1>{}, nn::BatchNorm2d<8>{}, nn::ReLU{}, nn::MaxPool2d<2>{}, nn::Flatten{},
           nn::Dropout(0.2f), nn::Linear<512, 128>{}, nn::ReLU{}, nn::Linear<128, 3>{});
@@ -92,7 +75,8 @@ int main(int argc, char** argv) try {
                   methods::LabelSmoothing{0.1f},
                   methods::GradientClipping::by_norm(5.f),
                   GradientNoise{}};
-  FitOptions opt{.max_duration = Duration(epochs, Unit::epoch), .progress = ProgressMode::never};
+  FitOptions opt{.max_duration = Duration(epochs, Unit::epoch), .eval_interval = 20_ba,
+                 .progress = ProgressMode::never};
   if (auto last = io::latest_checkpoint(dir)) opt.resume_from = *last;
   const Result r = trainer.fit(loader, test, opt, schedule::linear_warmup(0.2_dur) * schedule::cosine());
 
@@ -102,6 +86,10 @@ int main(int argc, char** argv) try {
   std::ofstream f(out, std::ios::binary);
   f << w.bytes();
   f << "\nloss " << r.final_train_loss << " accuracy " << r.test_accuracy << " steps " << r.steps << "\n";
+  f << std::hexfloat;
+  for (const auto& h : r.history)
+    f << "history epoch " << h.epoch << " step " << h.step << " epochs " << h.epochs << " loss " << h.train_loss
+      << " accuracy " << h.test_accuracy << "\n";
   if (!f.flush()) {
     std::cerr << "kill_resume_child: cannot write " << out << "\n";
     return 1;

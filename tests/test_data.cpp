@@ -962,8 +962,28 @@ TEST_CASE("CSV: a label too large for num_classes = max + 1 says so (was signed 
                    {"line 1, column 1: label '2147483647' is too large (labels must be below 2147483647)"});
   write_plain(p, "0,1\n3000000000,2\n");  // was "is not a non-negative integer"
   check_data_error([&] { data::read_csv(p); }, p, {"line 2, column 1: label '3000000000' is too large"});
-  write_plain(p, "2147483646,1\n");
-  CHECK(data::read_csv(p).num_classes == 2147483647);
+  write_plain(p, "2147483646,1\n");  // (inferred, it is above max_inferred_classes: below)
+  CHECK(data::read_csv(p, {.num_classes = 2147483647}).num_classes == 2147483647);
+}
+
+TEST_CASE("CSV: an inferred class count is capped (a label of 1e9 is not 1e9 classes) unless num_classes is given") {
+  TempDir dir;
+  const std::string p = dir.file("stray.csv");
+  write_plain(p, "0,1\n2,3\n1000000000,0.5\n1,2\n");
+  check_data_error([&] { data::read_csv(p); }, p,
+                   {"line 3, column 1: label 1000000000 would make 1000000001 classes, more than read_csv infers (65536",
+                    "give num_classes"});
+  // Given, the count is the caller's: the label is allowed.
+  CHECK(data::read_csv(p, {.num_classes = 1000000001}).num_classes == 1000000001);
+  // The cap itself: 65535 is the largest label inferred by default; a stated cap moves it.
+  write_plain(p, "65535,1\n");
+  CHECK(data::read_csv(p).num_classes == 65536);
+  write_plain(p, "0,1\n65536,1\n");
+  check_data_error([&] { data::read_csv(p); }, p, {"line 2, column 1: label 65536 would make 65537 classes"});
+  write_plain(p, "0,1\n10,1\n");
+  check_data_error([&] { data::read_csv(p, {.max_inferred_classes = 10}); }, p,
+                   {"line 2, column 1: label 10 would make 11 classes, more than read_csv infers (10"});
+  CHECK_THROWS_AS(data::read_csv(p, {.max_inferred_classes = 0}), config_error);
 }
 
 TEST_CASE("CSV: '+-1' and '++1' are not numbers; bytes outside printable ASCII are escaped in messages") {

@@ -454,7 +454,8 @@ TEST_CASE("MagnitudePruning: a run resumed from any checkpoint ends bitwise iden
   (void)ref.fit(loader, nullptr, opt);
   const auto all = io::list_checkpoints(dir);
   REQUIRE(all.size() == 8);  // steps 3, 6, ..., 24 of 25: before, between and after the updates
-  for (const auto& [step, path] : all) {
+  for (const auto& [at, path] : all) {
+    const std::int64_t step = at;  // clang 14 cannot capture a structured binding
     CAPTURE(step);
     PruneNet net = prune_net(99);  // different weights: the checkpoint must replace them
     Trainer t{net, optim::SGD{{.lr = 0.1f, .momentum = 0.9f}}, nn::SoftmaxCrossEntropy{},

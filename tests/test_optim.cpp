@@ -651,7 +651,8 @@ TEST_CASE("LARS, LAMB and Lookahead: a Trainer run resumed from any checkpoint e
     const auto expected = weights_of(ref_net);
     const auto all = io::list_checkpoints(dir.string());
     REQUIRE(all.size() == 5);  // steps 5, 10, ..., 25
-    for (const auto& [step, path] : all) {
+    for (const auto& [at, path] : all) {
+      const std::int64_t step = at;  // clang 14 cannot capture a structured binding
       CAPTURE(step);
       OptimNet net;
       net.reset_parameters(99);

@@ -429,7 +429,7 @@ B::matrix first_weight(Net& net) {
 }
 }  // namespace
 
-TEST_CASE("EMA: the average follows a = 2^(-1/half_life) over the trajectory; evaluation and the end use it") {
+TEST_CASE("EMA: the average follows a = 2^(-1/half_life) over the trajectory (warmup = false); evaluation and the end use it") {
   const auto train = blobs(96, 1);
   const auto test = blobs(30, 2);
   for (const bool replace : {false, true}) {
@@ -438,7 +438,8 @@ TEST_CASE("EMA: the average follows a = 2^(-1/half_life) over the trajectory; ev
     Net net;
     net.reset_parameters(1);
     Trainer t{net, optim::SGD{{.lr = 0.1f, .momentum = 0.9f}}, nn::SoftmaxCrossEntropy{},
-              methods::EMA{{.half_life = Duration(3, Unit::batch), .update_every = 2, .replace_at_end = replace}},
+              methods::EMA{{.half_life = Duration(3, Unit::batch), .update_every = 2, .replace_at_end = replace,
+                           .warmup = false}},
               WeightLog{}};
     (void)t.fit(loader, &test, {.max_duration = 2_ep, .progress = ProgressMode::never});
     const auto& log = t.method<WeightLog>().w;

@@ -33,6 +33,9 @@ struct CsvOptions {
   bool has_header = false;  ///< skip the first line
   char delimiter = ',';
   int num_classes = 0;      ///< 0 = infer as max label + 1; otherwise labels must be < num_classes
+  /// With num_classes = 0, a label >= this is refused (a stray 1e9 would otherwise make 1e9
+  /// classes, and a 1e9-row output layer); give num_classes to allow more.
+  int max_inferred_classes = 65536;
 };
 
 namespace detail {
@@ -107,6 +110,8 @@ inline Dataset read_csv(const std::string& path, CsvOptions opt = {}) {
   using fasttrain::detail::cat;
   fasttrain::detail::require(opt.num_classes >= 0, "data::read_csv: num_classes must be >= 0 (0 = infer), got ",
                              opt.num_classes);
+  fasttrain::detail::require(opt.max_inferred_classes >= 1, "data::read_csv: max_inferred_classes must be >= 1, got ",
+                             opt.max_inferred_classes);
   fasttrain::detail::require(opt.delimiter != '\n' && opt.delimiter != '\r' && opt.delimiter != '\0',
                              "data::read_csv: the delimiter cannot be a line break or NUL");
 
@@ -191,6 +196,12 @@ inline Dataset read_csv(const std::string& path, CsvOptions opt = {}) {
                                      " is too large (labels must be below ", std::numeric_limits<std::int32_t>::max(),
                                      ")"));
         const auto y = static_cast<std::int32_t>(v);
+        if (opt.num_classes == 0 && y >= opt.max_inferred_classes)
+          throw data_error(path, cat("line ", line_no, ", column ", field + 1, ": label ", y, " would make ",
+                                     static_cast<std::int64_t>(y) + 1, " classes, more than read_csv infers (",
+                                     opt.max_inferred_classes,
+                                     ", CsvOptions::max_inferred_classes); give num_classes if the file really has "
+                                     "that many"));
         if (opt.num_classes > 0 && y >= opt.num_classes)
           throw data_error(path, cat("line ", line_no, ", column ", field + 1, ": label ", y, " is out of range [0, ",
                                      opt.num_classes, ")"));

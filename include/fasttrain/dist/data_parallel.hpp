@@ -12,7 +12,11 @@
 // num_shards / shard; data::shard_order). What DataParallel does, by event:
 //   fit_begin    checks that the ranks agree (same number of parameters and of batches per
 //                epoch, and a sharded loader), then copies rank 0's parameters and
-//                BatchNorm statistics to every rank, so that all start from the same weights;
+//                BatchNorm statistics to every rank, so that all start from the same weights,
+//                and tells the Trainer the rank (methods::Checkpoint then writes each rank's
+//                checkpoints to its own directory, <dir>/rank-<r>; dist::latest_checkpoint
+//                finds the newest step every rank has; a checkpoint records the number of
+//                ranks and resuming with another number is refused, naming both);
 //   before_step  replaces each gradient by its mean over the ranks: the gradients are packed
 //                into buckets of `bucket_elements` floats, and each bucket's allreduce
 //                (MPI_Iallreduce, sum) is started as soon as it is packed, so that it travels
@@ -22,22 +26,31 @@
 //                by the global gradient's norm, the same on every rank);
 //   epoch_end    averages the BatchNorm running statistics over the ranks (each rank saw
 //                other samples), so that evaluation sees one model;
-//   eval_end     gives every rank rank 0's accuracy, so that all ranks take the same
-//                decision on a target accuracy (a rank that stops alone would leave the
-//                others waiting). This is a collective: call Trainer::evaluate on every
-//                rank, never on rank 0 alone.
+//   eval_begin   gives each rank its shard of the test set (data::shard_range: rank r of W
+//                evaluates samples [n r / W, n (r+1) / W)) and, for the evaluation only, the
+//                BatchNorm statistics averaged over the ranks (mid-epoch they differ);
+//   eval_end     puts the rank's statistics back and sums the ranks' correct predictions
+//                and samples: every rank gets the whole test set's accuracy, exactly, so all
+//                take the same decision on a target accuracy (a rank that stops alone would
+//                leave the others waiting). This is a collective: call Trainer::evaluate on
+//                every rank, never on rank 0 alone;
+//   fit_end      averages the BatchNorm statistics over the ranks once more (after EMA, if
+//                it is in the recipe, put its averages in), so every rank ends with one model.
 // W ranks with batch b then take the steps one process with batch W*b takes (exactly so for
 // a network without BatchNorm or dropout, up to the order of the floating-point sums):
 // tests/test_dist.cpp checks it.
 //
 // Not done: the allreduce starts after the whole backward pass, not layer by layer during it
-// (the layers have no per-layer backward hook yet); evaluation runs the whole test set on
-// every rank; BatchNorm normalises over the rank's batch (no synchronised BatchNorm). A
+// (the layers have no per-layer backward hook yet); BatchNorm normalises over the rank's
+// batch (no synchronised BatchNorm). A
 // budget in seconds is refused: the ranks' clocks differ, and they must stop together.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <iostream>
+#include <limits>
+#include <optional>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -46,6 +59,7 @@
 #include "fasttrain/core/error.hpp"
 #include "fasttrain/core/time.hpp"
 #include "fasttrain/dist/mpi.hpp"
+#include "fasttrain/io/checkpoint.hpp"
 #include "fasttrain/nn/layer.hpp"
 #include "fasttrain/train/events.hpp"
 #include "fasttrain/train/method.hpp"
@@ -53,6 +67,7 @@
 namespace fasttrain::methods {
 class SAM;
 class GradientClipping;
+class EMA;
 }  // namespace fasttrain::methods
 
 namespace fasttrain::dist {
@@ -73,6 +88,7 @@ struct DataParallelStats {
   std::int64_t reductions = 0;       ///< steps whose gradients were averaged
   std::int64_t messages = 0;         ///< allreduce calls (buckets)
   std::int64_t bytes = 0;            ///< gradient bytes each rank contributed
+  std::int64_t eval_samples = 0;     ///< test samples this rank evaluated (its shards)
 };
 
 class DataParallel {
@@ -82,8 +98,10 @@ class DataParallel {
   /// Copies gradients through host pointers into MPI buffers: cpu::eigen only so far (the
   /// Trainer refuses it on other backends; docs/backends.md).
   static constexpr bool eigen_only = true;
-  using events = fasttrain::events<event::fit_begin, event::before_step, event::epoch_end, event::eval_end>;
-  using runs_after = type_list<methods::SAM>;
+  using events = fasttrain::events<event::fit_begin, event::before_step, event::epoch_end, event::eval_begin,
+                                   event::eval_end, event::fit_end>;
+  /// After EMA: at eval_begin and fit_end it averages the statistics EMA put in.
+  using runs_after = type_list<methods::SAM, methods::EMA>;
   using runs_before = type_list<methods::GradientClipping>;
 
   explicit DataParallel(Communicator comm, DataParallelOptions o = {}) : comm_(comm), opt_(o) {
@@ -117,6 +135,7 @@ class DataParallel {
           ctx.data->dataset()->size(), ": every rank would read the whole set; give each rank's data::Loader "
           ".num_shards = ", w, " and .shard = its rank"));
     flat_.resize(static_cast<std::size_t>(n));
+    if (ctx.data) ctx.data->set_ranks(comm_.rank(), w);
     if (w == 1) return;
     pack_parameters(ctx.model);
     comm_.broadcast(flat_.data(), flat_.size(), 0);
@@ -162,18 +181,34 @@ class DataParallel {
 
   template <class Ctx>
   void on_epoch_end(Ctx& ctx) {
-    const int w = comm_.size();
-    if (w == 1 || !opt_.average_batchnorm_statistics) return;
-    const float inv = 1.f / static_cast<float>(w);
-    for_each_statistic(ctx.model, [&](auto& s) {
-      comm_.allreduce_sum(s.data(), static_cast<std::size_t>(s.size()));
-      s *= inv;
-    });
+    if (opt_.average_batchnorm_statistics) average_statistics(ctx.model);
   }
 
   template <class Ctx>
+  void on_eval_begin(Ctx& ctx) {
+    if (comm_.size() == 1) return;
+    ctx.shard = comm_.rank();
+    ctx.num_shards = comm_.size();
+    saved_.clear();
+    for_each_statistic(ctx.model, [&](auto& s) { saved_.emplace_back(s.data(), s.data() + s.size()); });
+    average_statistics(ctx.model);
+  }
+  template <class Ctx>
   void on_eval_end(Ctx& ctx) {
-    if (comm_.size() > 1) ctx.accuracy = comm_.broadcast(ctx.accuracy, 0);
+    if (comm_.size() == 1) return;
+    std::size_t i = 0;
+    for_each_statistic(ctx.model, [&](auto& s) {
+      if (i < saved_.size() && saved_[i].size() == static_cast<std::size_t>(s.size()))
+        std::copy(saved_[i].begin(), saved_[i].end(), s.data());
+      ++i;
+    });
+    const std::int64_t correct = comm_.sum(ctx.correct), samples = comm_.sum(ctx.samples);
+    ctx.accuracy = samples > 0 ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0;
+    stats_.eval_samples += ctx.samples;
+  }
+  template <class Ctx>
+  void on_fit_end(Ctx& ctx) {
+    if (opt_.average_batchnorm_statistics) average_statistics(ctx.model);
   }
 
   template <class Archive>
@@ -184,6 +219,16 @@ class DataParallel {
   }
 
  private:
+  template <class Model>
+  void average_statistics(Model& model) const {
+    const int w = comm_.size();
+    if (w == 1) return;
+    const float inv = 1.f / static_cast<float>(w);
+    for_each_statistic(model, [&](auto& s) {
+      comm_.allreduce_sum(s.data(), static_cast<std::size_t>(s.size()));
+      s *= inv;
+    });
+  }
   void agree(std::int64_t v, const char* what) const {
     const std::int64_t lo = comm_.min(v), hi = comm_.max(v);
     if (lo != hi)
@@ -215,12 +260,7 @@ class DataParallel {
   }
   template <class Model, class F>
   static void for_each_statistic(Model& model, F&& f) {
-    nn::visit_layers(model, [&](auto& l) {
-      if constexpr (nn::RunningStatistics<decltype(l)>) {
-        f(l.running_mean);
-        f(l.running_var);
-      }
-    });
+    nn::for_each_running_statistic(model, f);
   }
 
   Communicator comm_;
@@ -228,6 +268,45 @@ class DataParallel {
   DataParallelStats stats_;
   std::vector<float> flat_;  // the gradients (or, at fit_begin, the parameters) in for_each_parameter order
   std::vector<MPI_Request> requests_;
+  std::vector<std::vector<float>> saved_;  // the rank's BatchNorm statistics during an evaluation
 };
+
+/// The newest checkpoint step that every rank of `comm` has written and can read, in the
+/// rank directories methods::Checkpoint writes under DataParallel (io::rank_directory(dir,
+/// rank)): this rank's file for it, or nullopt when the ranks have none in common. A
+/// collective: call it on every rank.
+inline std::optional<std::string> latest_checkpoint(const Communicator& comm, const std::string& dir,
+                                                    const std::string& prefix = "ckpt") {
+  const auto all = io::list_checkpoints(io::rank_directory(dir, comm.rank()), prefix);
+  auto readable = [](const std::string& path) {
+    try {
+      (void)io::read_checkpoint(path);
+      return true;
+    } catch (const data_error& e) {
+      std::cerr << "fasttrain: skipping unreadable checkpoint: " << e.what() << "\n";
+      return false;
+    }
+  };
+  std::int64_t bound = std::numeric_limits<std::int64_t>::max();
+  for (;;) {
+    std::int64_t mine = -1;  // this rank's newest readable step up to bound
+    std::string path;
+    for (auto it = all.rbegin(); it != all.rend(); ++it)
+      if (it->first <= bound && readable(it->second)) {
+        mine = it->first;
+        path = it->second;
+        break;
+      }
+    const std::int64_t agreed = comm.min(mine);
+    if (agreed < 0) return std::nullopt;
+    if (mine != agreed) {  // this rank is ahead: does it have the agreed step too?
+      path.clear();
+      for (const auto& [step, p] : all)
+        if (step == agreed && readable(p)) path = p;
+    }
+    if (comm.min(path.empty() ? 0 : 1) == 1) return path;
+    bound = agreed - 1;
+  }
+}
 
 }  // namespace fasttrain::dist

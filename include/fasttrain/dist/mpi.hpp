@@ -114,6 +114,7 @@ class Communicator {
 
   std::int64_t min(std::int64_t v) const { return reduce_one(v, MPI_MIN); }
   std::int64_t max(std::int64_t v) const { return reduce_one(v, MPI_MAX); }
+  std::int64_t sum(std::int64_t v) const { return reduce_one(v, MPI_SUM); }
 
   /// data[0..n) <- root's.
   void broadcast(float* data, std::size_t n, int root = 0) const {

@@ -16,7 +16,14 @@
 // prefixes the names of the records written inside it ("model/3.Conv2d<32,64,5,1,2>/weight").
 //
 // Supported values: bool, integers, float, double, std::string, fasttrain::Rng, Eigen
-// dense matrices (float), and std::vector of any of these. Records are little-endian.
+// dense matrices (float), and std::vector of any of these. Records are little-endian. A
+// vector of numbers (bool, integers, float, double) is one typed record, its elements packed
+// at their own width (a 60k-entry epoch order is 480 KB of int64, not 60k named records);
+// a vector of anything else is a count followed by one record per element.
+//
+// A StateWriter keeps its bytes in memory, or, given a sink, hands them on in pieces of
+// about `buffer` bytes (a matrix's data straight from the matrix): a checkpoint is then
+// streamed to its file without being held whole (io/checkpoint.hpp).
 #pragma once
 
 #include <Eigen/Core>
@@ -24,6 +31,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -40,7 +48,28 @@ static_assert(std::endian::native == std::endian::little,
               "byte swapping in io/archive.hpp");
 
 /// The type of a record, stored in front of its value.
-enum class record_kind : std::uint8_t { i64 = 1, f64 = 2, f32_matrix = 3, text = 4, rng = 5, count = 6 };
+enum class record_kind : std::uint8_t { i64 = 1, f64 = 2, f32_matrix = 3, text = 4, rng = 5, count = 6, array = 7 };
+
+/// The element type of an `array` record (stored after the record's kind), then the element
+/// count (8 bytes) and the elements.
+enum class element_kind : std::uint8_t { b8 = 1, i8, u8, i16, u16, i32, u32, i64, u64, f32, f64 };
+
+inline const char* element_name(element_kind k) {
+  switch (k) {
+    case element_kind::b8: return "bool";
+    case element_kind::i8: return "int8";
+    case element_kind::u8: return "uint8";
+    case element_kind::i16: return "int16";
+    case element_kind::u16: return "uint16";
+    case element_kind::i32: return "int32";
+    case element_kind::u32: return "uint32";
+    case element_kind::i64: return "int64";
+    case element_kind::u64: return "uint64";
+    case element_kind::f32: return "float32";
+    case element_kind::f64: return "float64";
+  }
+  return "unknown";
+}
 
 inline const char* kind_name(record_kind k) {
   switch (k) {
@@ -50,6 +79,7 @@ inline const char* kind_name(record_kind k) {
     case record_kind::text: return "string";
     case record_kind::rng: return "random generator";
     case record_kind::count: return "list length";
+    case record_kind::array: return "number array";
   }
   return "unknown";
 }
@@ -63,6 +93,22 @@ concept dense_matrix = requires(T& m) {
   m.data();
   m.resize(1, 1);
 } && std::is_same_v<typename T::Scalar, float>;
+/// The element_kind of a packable element type (arithmetic), or 0.
+template <class T>
+constexpr element_kind element_of() {
+  if constexpr (std::is_same_v<T, bool>) return element_kind::b8;
+  else if constexpr (std::is_same_v<T, float>) return element_kind::f32;
+  else if constexpr (std::is_same_v<T, double>) return element_kind::f64;
+  else if constexpr (std::is_integral_v<T> && sizeof(T) <= 8) {
+    constexpr bool s = std::is_signed_v<T>;
+    if constexpr (sizeof(T) == 1) return s ? element_kind::i8 : element_kind::u8;
+    else if constexpr (sizeof(T) == 2) return s ? element_kind::i16 : element_kind::u16;
+    else if constexpr (sizeof(T) == 4) return s ? element_kind::i32 : element_kind::u32;
+    else return s ? element_kind::i64 : element_kind::u64;
+  } else return element_kind{};
+}
+template <class T>
+inline constexpr bool packable = element_of<T>() != element_kind{};
 template <class T>
 struct is_vector : std::false_type {};
 template <class T, class A>
@@ -92,10 +138,19 @@ class scoped_names {
 };
 }  // namespace detail
 
-/// Appends records to a byte string.
+/// Appends records to a byte string, or streams them to a sink.
 class StateWriter : public detail::scoped_names {
  public:
   static constexpr bool saving = true;
+  /// Receives the bytes in order.
+  using sink_type = std::function<void(const char* data, std::size_t size)>;
+
+  StateWriter() = default;
+  /// Streams: bytes go to `sink` whenever about `buffer` have gathered, and at flush().
+  explicit StateWriter(sink_type sink, std::size_t buffer = std::size_t{1} << 20)
+      : sink_(std::move(sink)), buffer_(buffer) {
+    out_.reserve(buffer_);
+  }
 
   /// Records inside the returned guard's lifetime get `name/` in front of their names.
   [[nodiscard]] guard scope(std::string_view name) { return guard(*this, name); }
@@ -110,8 +165,21 @@ class StateWriter : public detail::scoped_names {
     put(full(name), value);
   }
 
+  /// The bytes written (in memory), or those not yet handed to the sink.
   const std::string& bytes() const { return out_; }
   std::string take() { return std::move(out_); }
+  /// Hands what is buffered to the sink (nothing without one).
+  void flush() {
+    if (sink_ && !out_.empty()) {
+      sink_(out_.data(), out_.size());
+      sent_ += out_.size();
+      out_.clear();
+    }
+  }
+  /// Appends bytes already encoded as records.
+  void append_raw(std::string_view b) { bulk(b.data(), b.size()); }
+  /// Bytes written so far, in all.
+  std::uint64_t written() const { return sent_ + out_.size(); }
 
  private:
   template <class T>
@@ -137,9 +205,20 @@ class StateWriter : public detail::scoped_names {
       if constexpr (requires { v.copy_to_host(static_cast<float*>(nullptr)); }) {  // device memory (gpu::thrust)
         std::vector<float> host(static_cast<std::size_t>(v.size()));
         v.copy_to_host(host.data());
-        out_.append(reinterpret_cast<const char*>(host.data()), host.size() * sizeof(float));
+        bulk(host.data(), host.size() * sizeof(float));
       } else {
-        out_.append(reinterpret_cast<const char*>(v.data()), static_cast<std::size_t>(v.size()) * sizeof(float));
+        bulk(v.data(), static_cast<std::size_t>(v.size()) * sizeof(float));
+      }
+    } else if constexpr (detail::is_vector<T>::value && detail::packable<typename T::value_type>) {
+      using E = typename T::value_type;
+      head(name, record_kind::array);
+      out_.push_back(static_cast<char>(detail::element_of<E>()));
+      raw(static_cast<std::uint64_t>(v.size()));
+      if constexpr (std::is_same_v<E, bool>) {  // std::vector<bool> has no data(): one byte each
+        for (const bool b : v) out_.push_back(static_cast<char>(b ? 1 : 0));
+        spill();
+      } else {
+        bulk(v.data(), v.size() * sizeof(E));
       }
     } else if constexpr (detail::is_vector<T>::value) {
       head(name, record_kind::count);
@@ -150,6 +229,7 @@ class StateWriter : public detail::scoped_names {
     }
   }
   void head(const std::string& name, record_kind k) {
+    spill();
     raw(static_cast<std::uint32_t>(name.size()));
     out_.append(name);
     out_.push_back(static_cast<char>(k));
@@ -160,7 +240,24 @@ class StateWriter : public detail::scoped_names {
     std::memcpy(b, &v, sizeof(T));
     out_.append(b, sizeof(T));
   }
+  // Large data goes to the sink directly, not through the buffer.
+  void bulk(const void* data, std::size_t n) {
+    if (sink_ && n >= buffer_ / 4) {
+      flush();
+      sink_(static_cast<const char*>(data), n);
+      sent_ += n;
+    } else {
+      out_.append(static_cast<const char*>(data), n);
+      spill();
+    }
+  }
+  void spill() {
+    if (sink_ && out_.size() >= buffer_) flush();
+  }
   std::string out_;
+  sink_type sink_;
+  std::size_t buffer_ = 0;
+  std::uint64_t sent_ = 0;
 };
 
 /// Reads records written by StateWriter, in order, checking names, types and shapes.
@@ -287,6 +384,30 @@ class StateReader : public detail::scoped_names {
         if (bytes) std::memcpy(v.data(), in_.data() + pos_, static_cast<std::size_t>(bytes));
       }
       pos_ += static_cast<std::size_t>(bytes);
+    } else if constexpr (detail::is_vector<T>::value && detail::packable<typename T::value_type>) {
+      using E = typename T::value_type;
+      head(name, record_kind::array);
+      need(1, name);
+      const auto k = static_cast<element_kind>(static_cast<unsigned char>(in_[pos_++]));
+      if (k != detail::element_of<E>())
+        bad(name, fasttrain::detail::cat("is stored as an array of ", element_name(k), " (element type ",
+                                         static_cast<int>(k), ") but is an array of ",
+                                         element_name(detail::element_of<E>())));
+      const auto n = raw<std::uint64_t>(name);
+      constexpr std::size_t width = std::is_same_v<E, bool> ? 1 : sizeof(E);
+      if (n > (in_.size() - pos_) / width)
+        bad(name, fasttrain::detail::cat("claims ", n, " elements, more than the data holds"));
+      v.resize(static_cast<std::size_t>(n));
+      if constexpr (std::is_same_v<E, bool>) {
+        for (std::size_t i = 0; i < v.size(); ++i) {
+          const auto b = static_cast<unsigned char>(in_[pos_ + i]);
+          if (b > 1) bad(name, fasttrain::detail::cat("holds ", int(b), " at element ", i, " where a boolean (0 or 1) belongs"));
+          v[i] = b != 0;
+        }
+      } else if (n) {
+        std::memcpy(v.data(), in_.data() + pos_, static_cast<std::size_t>(n) * width);
+      }
+      pos_ += static_cast<std::size_t>(n) * width;
     } else if constexpr (detail::is_vector<T>::value) {
       head(name, record_kind::count);
       const auto n = raw<std::uint64_t>(name);

@@ -20,9 +20,10 @@
 // header, another format version (saying which), a truncated section and a section whose
 // CRC does not match (saying which section).
 //
-// write_checkpoint() writes to a temporary file in the same directory, fsyncs it, renames
-// it over the destination and fsyncs the directory: a process killed at any instant leaves
-// either the previous file or the new one, never a torn one (POSIX rename is atomic).
+// CheckpointWriter (and write_checkpoint(), built on it) writes to a temporary file in the
+// same directory, streaming each section through its CRC, fsyncs it, renames it over the
+// destination and fsyncs the directory: a process killed at any instant leaves either the
+// previous file or the new one, never a torn one (POSIX rename is atomic).
 #pragma once
 
 #include <fcntl.h>
@@ -48,12 +49,15 @@
 namespace fasttrain::io {
 
 inline constexpr char checkpoint_magic[8] = {'F', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
-inline constexpr std::uint32_t checkpoint_version = 3;  // 2: the trainer section holds epoch_batch_size; 3: history.epochs
+// 2: the trainer section holds epoch_batch_size; 3: history.epochs; 4: vectors of numbers are one
+// packed record (record_kind::array), EMA averages BatchNorm statistics and counts its updates
+inline constexpr std::uint32_t checkpoint_version = 4;
 inline constexpr std::uint32_t max_sections = 64;
 inline constexpr std::uint32_t max_section_name = 64;
 
-inline std::uint32_t crc32_of(std::string_view a, std::string_view b = {}) {
-  uLong c = ::crc32(0L, Z_NULL, 0);
+/// CRC32 of `a` followed by `b`, continued from `crc` (0: a fresh one).
+inline std::uint32_t crc32_of(std::string_view a, std::string_view b = {}, std::uint32_t crc = 0) {
+  uLong c = crc;
   // zlib takes uInt lengths: feed large buffers in pieces.
   for (std::string_view s : {a, b})
     while (!s.empty()) {
@@ -174,42 +178,130 @@ inline CheckpointData read_checkpoint(const std::string& path) {
   return decode_checkpoint(bytes, path);
 }
 
+/// Writes a checkpoint file section by section, streaming each section's records to a
+/// temporary file in the destination's directory through the CRC (a section's size and CRC
+/// are written into its header once it is complete), so the file is never held in memory;
+/// commit() fsyncs it, renames it over the destination and fsyncs the directory. Destroyed
+/// without commit() (an exception), it removes the temporary file and leaves the
+/// destination as it was.
+///
+///   io::CheckpointWriter out(path, 2);
+///   out.section("model", [&](io::StateWriter& ar) { model.state(ar); });
+///   out.section("trainer", [&](io::StateWriter& ar) { ... });
+///   out.commit();
+class CheckpointWriter {
+ public:
+  CheckpointWriter(std::string path, std::uint32_t sections, std::size_t buffer = std::size_t{1} << 20)
+      : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())), sections_(sections),
+        buffer_(buffer) {
+    fasttrain::detail::require(sections >= 1 && sections <= max_sections, "fasttrain::io: a checkpoint holds 1 to ",
+                               max_sections, " sections, not ", sections);
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw data_error(tmp_, "cannot create checkpoint file: " + detail::errno_text());
+    std::string head(checkpoint_magic, sizeof(checkpoint_magic));
+    detail::put_raw(head, checkpoint_version);
+    detail::put_raw(head, sections_);
+    detail::put_raw(head, crc32_of(head));
+    put(head.data(), head.size());
+  }
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+  ~CheckpointWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+
+  /// Appends a section whose payload `write(StateWriter&)` produces.
+  template <class F>
+  void section(std::string_view name, F&& write) {
+    fasttrain::detail::require(!name.empty() && name.size() <= max_section_name,
+                               "fasttrain::io: a section name must have 1 to ", max_section_name, " characters");
+    fasttrain::detail::require(std::find(names_.begin(), names_.end(), name) == names_.end(),
+                               "fasttrain::io: duplicate section '", name, "'");
+    fasttrain::detail::require(names_.size() < sections_, "fasttrain::io: more than the ", sections_,
+                               " sections announced");
+    names_.emplace_back(name);
+    std::string head;
+    detail::put_raw(head, static_cast<std::uint32_t>(name.size()));
+    head.append(name);
+    const std::uint64_t at = offset_ + head.size();  // where the size and CRC go
+    head.append(12, '\0');
+    put(head.data(), head.size());
+    std::uint32_t crc = crc32_of(name);
+    std::uint64_t size = 0;
+    StateWriter w(
+        [&](const char* data, std::size_t n) {
+          crc = crc32_of(std::string_view(data, n), {}, crc);
+          size += n;
+          put(data, n);
+        },
+        buffer_);
+    write(w);
+    w.flush();
+    std::string tail;
+    detail::put_raw(tail, size);
+    detail::put_raw(tail, crc);
+    if (::pwrite(fd_, tail.data(), tail.size(), static_cast<off_t>(at)) != static_cast<ssize_t>(tail.size()))
+      fail("cannot write checkpoint: ");
+  }
+  /// A section of bytes already encoded.
+  void section(std::string_view name, std::string_view bytes) {
+    section(name, [&](StateWriter& w) { w.append_raw(bytes); });
+  }
+
+  /// Makes the file durable and moves it over the destination.
+  void commit() {
+    if (names_.size() != sections_)
+      throw std::logic_error(fasttrain::detail::cat("fasttrain::io::CheckpointWriter: ", names_.size(), " of the ",
+                                                    sections_, " sections announced were written"));
+    namespace fs = std::filesystem;
+    if (::fsync(fd_) != 0) fail("cannot flush checkpoint to disk: ");
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail("cannot flush checkpoint to disk: ");
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      const std::string why = detail::errno_text();
+      throw data_error(path_, "cannot move the new checkpoint into place: " + why);
+    }
+    committed_ = true;
+    const fs::path target(path_);
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {  // make the rename itself durable
+      ::fsync(dfd);
+      ::close(dfd);
+    }
+  }
+  /// Bytes written so far.
+  std::uint64_t size() const { return offset_; }
+
+ private:
+  void put(const char* data, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const ssize_t k = ::write(fd_, data + done, n - done);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) fail("cannot write checkpoint: ");
+      done += static_cast<std::size_t>(k);
+    }
+    offset_ += n;
+  }
+  [[noreturn]] void fail(const char* what) const { throw data_error(tmp_, what + detail::errno_text()); }
+
+  std::string path_, tmp_;
+  std::uint32_t sections_;
+  std::size_t buffer_;
+  int fd_ = -1;
+  std::uint64_t offset_ = 0;
+  std::vector<std::string> names_;
+  bool committed_ = false;
+};
+
 /// Writes `ck` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
 inline void write_checkpoint(const std::string& path, const CheckpointData& ck) {
-  namespace fs = std::filesystem;
-  const std::string bytes = encode_checkpoint(ck);
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw data_error(tmp, "cannot create checkpoint file: " + detail::errno_text());
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = detail::errno_text();
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw data_error(tmp, "cannot write checkpoint: " + why);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const std::string why = detail::errno_text();
-    ::unlink(tmp.c_str());
-    throw data_error(tmp, "cannot flush checkpoint to disk: " + why);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = detail::errno_text();
-    ::unlink(tmp.c_str());
-    throw data_error(path, "cannot move the new checkpoint into place: " + why);
-  }
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {  // make the rename itself durable
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  CheckpointWriter out(path, static_cast<std::uint32_t>(ck.sections.size()));
+  for (const auto& [name, bytes] : ck.sections) out.section(name, std::string_view(bytes));
+  out.commit();
 }
 
 /// Checkpoints named `<prefix>-<step>.ftc` in `dir`, oldest first (by step).
@@ -260,6 +352,12 @@ void load_model(const std::string& path, Model& model) {
   StateReader r(*bytes, path, "model");
   model.state(r);
   r.finish();
+}
+
+/// Where methods::Checkpoint writes rank `rank`'s checkpoints in a data-parallel run
+/// (dist::DataParallel): `<dir>/rank-<rank>`.
+inline std::string rank_directory(const std::string& dir, int rank) {
+  return (std::filesystem::path(dir) / ("rank-" + std::to_string(rank))).string();
 }
 
 /// The file name the Checkpoint method uses for step `step`.

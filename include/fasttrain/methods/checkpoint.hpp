@@ -11,7 +11,9 @@
 // atomically), so a process killed at any point leaves the previous checkpoints intact and
 // a resumed run ends with weights bitwise identical to an uninterrupted one (same seed,
 // thread count and build). Leftover temporary files of a killed write are removed at the
-// next save.
+// next save. Under dist::DataParallel each rank writes its own state (mid-epoch its BatchNorm
+// statistics differ) to `<dir>/rank-<r>/`; resume every rank from
+// `dist::latest_checkpoint(comm, dir)`, the newest step all ranks have.
 //
 // Not a speedup method: tagged component::none. Hook: batch_end (the step is complete and
 // Time advanced there). Also enables FitOptions::on_divergence = Divergence::rollback,
@@ -63,12 +65,17 @@ class Checkpoint {
   /// The newest file written, or empty.
   const std::string& last_path() const { return last_path_; }
 
+  /// Where the files go: `dir`, or in a data-parallel run (DataControl::ranks() > 1) this
+  /// rank's own io::rank_directory(dir, rank), so that ranks never write the same file.
+  const std::string& directory() const { return dir_; }
+
   template <class Ctx>
-  void on_fit_begin(Ctx&) {
+  void on_fit_begin(Ctx& ctx) {
+    dir_ = ctx.data && ctx.data->ranks() > 1 ? io::rank_directory(opt_.dir, ctx.data->rank()) : opt_.dir;
     std::error_code ec;
-    std::filesystem::create_directories(opt_.dir, ec);
-    if (ec || !std::filesystem::is_directory(opt_.dir))
-      throw data_error(opt_.dir, "cannot create the checkpoint directory: " + ec.message());
+    std::filesystem::create_directories(dir_, ec);
+    if (ec || !std::filesystem::is_directory(dir_))
+      throw data_error(dir_, "cannot create the checkpoint directory: " + ec.message());
     last_period_ = 0;
   }
 
@@ -81,7 +88,7 @@ class Checkpoint {
     last_period_ = period;
     if (!ctx.checkpointer)
       throw std::logic_error("fasttrain::methods::Checkpoint: batch_end context without a checkpointer");
-    const std::string path = io::checkpoint_path(opt_.dir, opt_.prefix, ctx.time.batch);
+    const std::string path = io::checkpoint_path(dir_, opt_.prefix, ctx.time.batch);
     ctx.checkpointer->save(path);
     last_path_ = path;
     ++saved_;
@@ -101,18 +108,19 @@ class Checkpoint {
   void prune(const std::string& newest) const {
     namespace fs = std::filesystem;
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(opt_.dir, ec)) {
+    for (const auto& e : fs::directory_iterator(dir_, ec)) {
       const std::string n = e.path().filename().string();
       if (n.rfind(opt_.prefix + "-", 0) == 0 && n.find(".ftc.tmp.") != std::string::npos) fs::remove(e.path(), ec);
     }
     if (opt_.keep == 0) return;
-    const auto all = io::list_checkpoints(opt_.dir, opt_.prefix);
+    const auto all = io::list_checkpoints(dir_, opt_.prefix);
     const auto excess = static_cast<std::ptrdiff_t>(all.size()) - opt_.keep;
     for (std::ptrdiff_t i = 0; i < excess; ++i)
       if (all[static_cast<std::size_t>(i)].second != newest) fs::remove(all[static_cast<std::size_t>(i)].second, ec);
   }
 
   CheckpointOptions opt_;
+  std::string dir_ = opt_.dir;
   std::int64_t last_period_ = 0;
   std::int64_t saved_ = 0;
   std::string last_path_;

@@ -100,6 +100,18 @@ void visit_layers(L& layer, F&& f) {
     layer.for_each_child([&](auto& child) { visit_layers(child, f); });
 }
 
+/// Calls f(tensor) for every BatchNorm-like layer's running mean, then its running variance,
+/// in visit_layers order (EMA averages them, DataParallel averages them over ranks).
+template <class Model, class F>
+void for_each_running_statistic(Model& model, F&& f) {
+  visit_layers(model, [&](auto& l) {
+    if constexpr (RunningStatistics<decltype(l)>) {
+      f(l.running_mean);
+      f(l.running_var);
+    }
+  });
+}
+
 /// Layers whose parameters are `weight` and `bias` (with `weight_grad`, `bias_grad`)
 /// inherit the parameter visiting and naming from here (CRTP).
 template <class Derived>

@@ -3,4 +3,5 @@
 #pragma once
 
 #include "fasttrain/profile/diagnose.hpp"
+#include "fasttrain/profile/memory.hpp"
 #include "fasttrain/profile/profiler.hpp"

@@ -53,6 +53,16 @@ class DataControl {
   bool can_order() const { return can_order_; }
   /// Whether the source can change its batch size per epoch (data::Loader can).
   bool can_resize() const { return epoch_batch_size_ != nullptr; }
+  /// This process trains as rank `rank()` of `ranks()` (set at fit_begin by
+  /// dist::DataParallel; 0 of 1 otherwise): methods::Checkpoint gives each rank its directory.
+  int rank() const { return rank_; }
+  int ranks() const { return ranks_; }
+  void set_ranks(int rank, int ranks) {
+    if (ranks < 1 || rank < 0 || rank >= ranks)
+      throw std::logic_error(fasttrain::detail::cat("fasttrain::DataControl::set_ranks: rank ", rank, " of ", ranks));
+    rank_ = rank;
+    ranks_ = ranks;
+  }
 
   /// At epoch_begin only: this epoch is drawn in batches of `b` samples (the last one smaller
   /// unless the source drops it); its number of batches follows. Epochs whose epoch_begin sets
@@ -121,6 +131,7 @@ class DataControl {
   bool* repeat_;
   std::int64_t* epoch_batch_size_;
   Phase phase_ = Phase::other;
+  int rank_ = 0, ranks_ = 1;
 };
 
 template <class Model, class Optimizer>
@@ -216,6 +227,13 @@ struct EvalContext {
   Model& model;
   const Time& time;
   double accuracy = std::nan("");  ///< set at eval_end
+  /// Set at eval_begin by a method that splits the evaluation over processes
+  /// (dist::DataParallel): this process evaluates part `shard` of `num_shards` of the test set
+  /// (data::shard_range), and eval_end hooks may combine the parts' counts into `accuracy`.
+  int shard = 0;
+  int num_shards = 1;
+  std::int64_t correct = 0;  ///< set at eval_end: this process's correct predictions
+  std::int64_t samples = 0;  ///< and the samples it evaluated
 };
 
 }  // namespace fasttrain

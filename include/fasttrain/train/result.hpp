@@ -114,4 +114,36 @@ struct Result {
   }
 };
 
+/// Saves or restores a run's history (for checkpoints: io::StateWriter / io::StateReader),
+/// one packed column per field.
+template <class Ar>
+void archive_history(Ar& ar, std::vector<EvalRecord>& history) {
+  std::vector<std::int64_t> epochs, steps;
+  std::vector<double> seconds, losses, accuracies, fractional;
+  if constexpr (Ar::saving)
+    for (const auto& h : history) {
+      fractional.push_back(h.epochs);
+      epochs.push_back(h.epoch);
+      steps.push_back(h.step);
+      seconds.push_back(h.train_seconds);
+      losses.push_back(h.train_loss);
+      accuracies.push_back(h.test_accuracy);
+    }
+  ar("history.epoch", epochs);
+  ar("history.step", steps);
+  ar("history.train_seconds", seconds);
+  ar("history.train_loss", losses);
+  ar("history.test_accuracy", accuracies);
+  ar("history.epochs", fractional);
+  if constexpr (!Ar::saving) {
+    const auto n = epochs.size();
+    if (steps.size() != n || seconds.size() != n || losses.size() != n || accuracies.size() != n ||
+        fractional.size() != n)
+      ar.invalid("the history's columns have different lengths");
+    history.clear();
+    for (std::size_t i = 0; i < n; ++i)
+      history.push_back({epochs[i], steps[i], seconds[i], losses[i], accuracies[i], fractional[i]});
+  }
+}
+
 }  // namespace fasttrain

@@ -334,8 +334,12 @@ class Trainer {
     float loss_value = 0.f;
     bool done = false;
     // The next point (in eval_interval's unit) at which to evaluate mid-epoch.
+    // A checkpoint written where an evaluation is due (at batch_end, before it) holds that
+    // point: a resumed run evaluates there too, as the uninterrupted one did.
     const double eval_every = opt.eval_interval.value;
-    double next_eval = eval_every > 0 ? (std::floor(time_.in(opt.eval_interval.unit) / eval_every + 1e-9) + 1) * eval_every : 0;
+    if (opt.resume_from.empty() || eval_interval_.value != eval_every || eval_interval_.unit != opt.eval_interval.unit)
+      next_eval_ = eval_every > 0 ? (std::floor(time_.in(opt.eval_interval.unit) / eval_every + 1e-9) + 1) * eval_every : 0;
+    eval_interval_ = opt.eval_interval;
     auto evaluate_into_history = [&](EvalRecord rec) {
       rec.epochs = time_.in(Unit::epoch);
       const auto e0 = clock::now();
@@ -350,6 +354,20 @@ class Trainer {
         return true;
       }
       return false;
+    };
+    // A mid-epoch evaluation, when one is due: after a step, and on resuming (or rolling back)
+    // from a checkpoint, written at batch_end before it. True when it reached the target.
+    auto mid_epoch_eval = [&](double& eval_in_epoch) {
+      if (eval_every <= 0 || !test || time_.in(opt.eval_interval.unit) + 1e-9 < next_eval_) return false;
+      next_eval_ = (std::floor(time_.in(opt.eval_interval.unit) / eval_every + 1e-9) + 1) * eval_every;
+      // at the epoch's last batch the end-of-epoch evaluation follows; do not evaluate twice
+      if (time_.batch_in_epoch >= time_.batches_per_epoch || time_.reached(opt.max_duration)) return false;
+      const auto e0 = clock::now();
+      const bool reached = evaluate_into_history(
+          {time_.epoch, time_.batch, time_.seconds,
+           epoch_loss_count_ ? epoch_loss_sum_ / static_cast<double>(epoch_loss_count_) : std::nan(""), std::nan("")});
+      eval_in_epoch += std::chrono::duration<double>(clock::now() - e0).count();
+      return reached;
     };
     while (!done) {
       // Training seconds count everything but evaluation: epoch_begin hooks (a method's
@@ -366,8 +384,9 @@ class Trainer {
         epoch_loss_sum_ = 0.0;
         epoch_loss_count_ = 0;
       }
-      mid_epoch = false;
+      const bool resumed = std::exchange(mid_epoch, false);
       start_source(train, time_.epoch, time_.batch_in_epoch);
+      if (resumed && mid_epoch_eval(eval_in_epoch)) break;  // the target was reached
       bool rolled_back = false;
       // A batch_end hook may ask for the same batch again (repeat_batch_): then no new one is
       // drawn. Repeats advance neither epochs nor samples, so with a budget in those units the
@@ -396,20 +415,9 @@ class Trainer {
                         result_.history.empty() ? std::nan("") : result_.history.back().test_accuracy,
                         time_.seconds > 0 ? static_cast<double>(time_.sample) / time_.seconds : 0.0,
                         time_.fraction(), time_.seconds);
-        if (eval_every > 0 && test && time_.in(opt.eval_interval.unit) + 1e-9 >= next_eval) {
-          next_eval = (std::floor(time_.in(opt.eval_interval.unit) / eval_every + 1e-9) + 1) * eval_every;
-          // at the epoch's last batch the end-of-epoch evaluation follows; do not evaluate twice
-          if (time_.batch_in_epoch < time_.batches_per_epoch && !time_.reached(opt.max_duration)) {
-            const auto e0 = clock::now();
-            const bool reached = evaluate_into_history(
-                {time_.epoch, time_.batch, time_.seconds,
-                 epoch_loss_count_ ? epoch_loss_sum_ / static_cast<double>(epoch_loss_count_) : std::nan(""), std::nan("")});
-            eval_in_epoch += std::chrono::duration<double>(clock::now() - e0).count();
-            if (reached) {
-              done = true;
-              break;
-            }
-          }
+        if (mid_epoch_eval(eval_in_epoch)) {
+          done = true;
+          break;
         }
       }
       if (done) break;  // the target was reached mid-epoch
@@ -466,21 +474,26 @@ class Trainer {
   /// Meant for batch_end (methods::Checkpoint calls it through ctx.checkpointer) and for
   /// after fit(); a checkpoint resumes a fit() exactly where it was written.
   void save_checkpoint(const std::string& path) {
-    io::CheckpointData ck;
-    ck.add("meta", section([&](auto& ar) { meta_state(ar); }));
-    ck.add("model", section([&](auto& ar) { model_.state(ar); }));
-    ck.add("optimizer", section([&](auto& ar) { io::visit_state(ar, optimizer_); }));
-    ck.add("methods", section([&](auto& ar) { methods_state(ar); }));
-    ck.add("trainer", section([&](auto& ar) { trainer_state(ar); }));
-    io::write_checkpoint(path, ck);
+    io::CheckpointWriter out(path, 5);  // streamed: the file is never held whole in memory
+    out.section("meta", [&](auto& ar) { meta_state(ar); });
+    out.section("model", [&](auto& ar) { model_.state(ar); });
+    out.section("optimizer", [&](auto& ar) { io::visit_state(ar, optimizer_); });
+    out.section("methods", [&](auto& ar) { methods_state(ar); });
+    out.section("trainer", [&](auto& ar) { trainer_state(ar); });
+    out.commit();
     last_checkpoint_ = path;
   }
 
-  /// Accuracy on `ds`, firing eval_begin / eval_end around it.
+  /// Accuracy on `ds`, firing eval_begin / eval_end around it. A method may give this
+  /// process a shard of `ds` at eval_begin and combine the shards' counts at eval_end
+  /// (dist::DataParallel: a collective, to call on every rank).
   double evaluate(const data::Dataset& ds, std::int64_t chunk = 256) {
     eval_context ectx{model_, time_};
     emit<event::eval_begin>(ectx);
-    ectx.accuracy = evaluate_accuracy(model_, ds, chunk);
+    const auto [begin, end] = shard_range(ds.size(), ectx.shard, ectx.num_shards);
+    ectx.samples = end - begin;
+    ectx.correct = count_correct(model_, ds, chunk, begin, end);
+    ectx.accuracy = ectx.samples ? static_cast<double>(ectx.correct) / static_cast<double>(ectx.samples) : 0.0;
     emit<event::eval_end>(ectx);
     return ectx.accuracy;
   }
@@ -493,12 +506,6 @@ class Trainer {
         loss_(std::move(loss)),
         methods_(std::move(std::get<composition::sorted.order[I]>(ms))...) {}
 
-  template <class F>
-  static std::string section(F&& f) {
-    io::StateWriter w;
-    f(w);
-    return w.take();
-  }
   static void save_checkpoint_thunk(void* self, const std::string& path) {
     static_cast<Trainer*>(self)->save_checkpoint(path);
   }
@@ -560,31 +567,11 @@ class Trainer {
     ar("lr_scale", lr_scale_);
     ar("rollbacks", result_.rollbacks);
     ar("eval_seconds", result_.eval_seconds);
-    std::vector<std::int64_t> epochs, steps;
-    std::vector<double> seconds, losses, accuracies, fractional;
-    if constexpr (Ar::saving)
-      for (const auto& h : result_.history) {
-        fractional.push_back(h.epochs);
-        epochs.push_back(h.epoch);
-        steps.push_back(h.step);
-        seconds.push_back(h.train_seconds);
-        losses.push_back(h.train_loss);
-        accuracies.push_back(h.test_accuracy);
-      }
-    ar("history.epoch", epochs);
-    ar("history.step", steps);
-    ar("history.train_seconds", seconds);
-    ar("history.train_loss", losses);
-    ar("history.test_accuracy", accuracies);
-    ar("history.epochs", fractional);
+    ar("eval_interval", eval_interval_.value);
+    ar("eval_interval_unit", eval_interval_.unit);
+    ar("next_eval", next_eval_);
+    archive_history(ar, result_.history);
     if constexpr (!Ar::saving) {
-      const auto n = epochs.size();
-      if (steps.size() != n || seconds.size() != n || losses.size() != n || accuracies.size() != n ||
-          fractional.size() != n)
-        ar.invalid("the history's columns have different lengths");
-      result_.history.clear();
-      for (std::size_t i = 0; i < n; ++i)
-        result_.history.push_back({epochs[i], steps[i], seconds[i], losses[i], accuracies[i], fractional[i]});
       if (time_.batches_per_epoch < 1 || time_.samples_per_epoch < 1 || time_.batch_in_epoch < 0 ||
           time_.batch_in_epoch > time_.batches_per_epoch || time_.epoch < 0 ||
           time_.batch < 0 || time_.sample < 0 || epoch_loss_count_ < 0 || result_.rollbacks < 0)
@@ -592,7 +579,7 @@ class Trainer {
                                           " of ", time_.batches_per_epoch, ", step ", time_.batch, ", sample ", time_.sample,
                                           ")"));
       if (!(lr_scale_ > 0.f && lr_scale_ <= 1.f) || !std::isfinite(time_.seconds) || time_.seconds < 0 ||
-          !std::isfinite(epoch_loss_sum_))
+          !std::isfinite(epoch_loss_sum_) || !std::isfinite(next_eval_))
         ar.invalid(fasttrain::detail::cat("impossible values (learning-rate scale ", lr_scale_, ", seconds ", time_.seconds,
                                           ", epoch loss sum ", epoch_loss_sum_, ")"));
     }
@@ -888,6 +875,8 @@ class Trainer {
   std::int64_t epoch_loss_count_ = 0;
   float lr_scale_ = 1.f;          // lowered by each rollback
   std::string last_checkpoint_;   // written or resumed from in this run
+  Duration eval_interval_{};      // of this run, and the next point to evaluate at within epochs
+  double next_eval_ = 0;
   std::string source_config_;
   std::vector<std::int64_t> epoch_order_;  // set by an epoch_begin hook; empty: the source's order
   std::int64_t epoch_batch_size_ = 0;      // set by an epoch_begin hook; 0: the source's batch size
