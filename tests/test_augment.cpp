@@ -434,8 +434,9 @@ TEST_CASE("augment: each operation's exact effect on a known image") {
         for (std::int64_t x = 0; x < 4; ++x) CHECK(v(c, y, x) == orig(c, y, 3 - x));
   }
   SUBCASE("translate moves by whole pixels and zero-fills") {
-    for (auto [dx, dy] : {std::pair{1, 0}, std::pair{-2, 0}, std::pair{0, 1}, std::pair{0, -1}, std::pair{3, -2},
+    for (const auto& d : {std::pair{1, 0}, std::pair{-2, 0}, std::pair{0, 1}, std::pair{0, -1}, std::pair{3, -2},
                           std::pair{5, 0}, std::pair{0, -3}}) {
+      const int dx = d.first, dy = d.second;  // (not a structured binding: clang 14 cannot capture one)
       CAPTURE(dx);
       CAPTURE(dy);
       reset();

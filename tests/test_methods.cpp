@@ -55,7 +55,8 @@ B::matrix step_targets(M& m, data::Batch<>& batch, std::int64_t classes) {
 
 TEST_CASE("Rng::beta: mean and variance of Beta(a, b)") {
   Rng rng(1);
-  for (auto [a, b] : {std::pair{2.0, 3.0}, std::pair{0.2, 0.2}, std::pair{1.0, 1.0}}) {
+  for (const auto& ab : {std::pair{2.0, 3.0}, std::pair{0.2, 0.2}, std::pair{1.0, 1.0}}) {
+    const double a = ab.first, b = ab.second;  // (not a structured binding: clang 14 cannot capture one)
     CAPTURE(a);
     CAPTURE(b);
     double s = 0, s2 = 0;

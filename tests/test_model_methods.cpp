@@ -265,7 +265,8 @@ TEST_CASE("MagnitudePruning: global scope ranks all prunable tensors under one t
   REQUIRE(after.size() == 12);
   // Over the 112 prunable entries: step 4 round(38.85) = 39, step 8 round(66.15) = 66,
   // step 10 round(67.2) = 67.
-  for (auto [step, count] : {std::pair{4, 39}, std::pair{8, 66}, std::pair{10, 67}}) {
+  for (const auto& sc : {std::pair{4, 39}, std::pair{8, 66}, std::pair{10, 67}}) {
+    const int step = sc.first, count = sc.second;  // (clang 14 cannot capture a structured binding)
     CAPTURE(step);
     const auto& seen = before[static_cast<std::size_t>(step - 1)];
     const auto& now = after[static_cast<std::size_t>(step - 1)];

@@ -111,7 +111,8 @@ TEST_CASE("BlurPool2d: stride 2 keeps the blur at every second pixel; output siz
 TEST_CASE("BlurPool2d: forward equals the direct filter, for several strides, sizes and channel counts") {
   for (std::int64_t stride : {1, 2, 3}) {
     CAPTURE(stride);
-    for (auto [c, h, w] : {std::array<std::int64_t, 3>{3, 7, 6}, {1, 4, 9}, {5, 2, 2}, {2, 1, 3}}) {
+    for (const auto& chw : {std::array<std::int64_t, 3>{3, 7, 6}, {1, 4, 9}, {5, 2, 2}, {2, 1, 3}}) {
+      const std::int64_t c = chw[0], h = chw[1], w = chw[2];  // (clang 14 cannot capture a structured binding)
       CAPTURE(c);
       CAPTURE(h);
       CAPTURE(w);
