@@ -6,8 +6,11 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 namespace fasttrain {
@@ -45,29 +48,63 @@ class shape_error : public std::invalid_argument {
 };
 
 namespace detail {
+/// One piece of an error message: text, or a number formatted on the spot. cat() and
+/// require() turn their arguments into these, so that the formatting itself is one
+/// non-template function: an error message costs its call site almost no compiled code.
+class text_part {
+ public:
+  text_part(std::string_view s) : text_(s) {}
+  text_part(const char* s) : text_(s) {}
+  text_part(const std::string& s) : text_(s) {}
+  text_part(char c) : text_(buf_, 1) { buf_[0] = c; }
+  template <class T>
+    requires(std::is_arithmetic_v<T> && !std::is_same_v<T, char>)
+  text_part(T v) {
+    int n = 0;
+    if constexpr (std::is_floating_point_v<T>)
+      n = std::snprintf(buf_, sizeof buf_, "%.6g", static_cast<double>(v));
+    else if constexpr (std::is_same_v<T, bool>)
+      n = std::snprintf(buf_, sizeof buf_, "%d", static_cast<int>(v));
+    else if constexpr (std::is_signed_v<T>)
+      n = std::snprintf(buf_, sizeof buf_, "%lld", static_cast<long long>(v));
+    else
+      n = std::snprintf(buf_, sizeof buf_, "%llu", static_cast<unsigned long long>(v));
+    text_ = std::string_view(buf_, static_cast<std::size_t>(n));
+  }
+  text_part(const text_part&) = delete;
+  text_part& operator=(const text_part&) = delete;
+  std::string_view text() const { return text_; }
+
+ private:
+  char buf_[32];
+  std::string_view text_;
+};
+
+inline std::string cat_parts(std::initializer_list<std::reference_wrapper<const text_part>> parts) {
+  std::size_t n = 0;
+  for (const text_part& p : parts) n += p.text().size();
+  std::string s;
+  s.reserve(n);
+  for (const text_part& p : parts) s += p.text();
+  return s;
+}
+
+/// The concatenation of the parts: strings as they are, integers in decimal, floating-point
+/// numbers as %.6g.
 template <class... Parts>
 std::string cat(const Parts&... parts) {
-  std::string s;
-  auto add = [&s](const auto& p) {
-    using T = std::decay_t<decltype(p)>;
-    if constexpr (std::is_floating_point_v<T>) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(p));
-      s += buf;
-    } else if constexpr (std::is_arithmetic_v<T>) {
-      s += std::to_string(p);
-    } else {
-      s += p;
-    }
-  };
-  (add(parts), ...);
-  return s;
+  return cat_parts({std::cref(static_cast<const text_part&>(text_part(parts)))...});
+}
+
+[[noreturn]] inline void throw_config_error(std::initializer_list<std::reference_wrapper<const text_part>> parts) {
+  throw config_error(cat_parts(parts));
 }
 
 /// Throws config_error("<who>: <what>") unless `ok`.
 template <class... Parts>
 void require(bool ok, const Parts&... parts) {
-  if (!ok) throw config_error(cat(parts...));
+  if (!ok) [[unlikely]]
+    throw_config_error({std::cref(static_cast<const text_part&>(text_part(parts)))...});
 }
 }  // namespace detail
 }  // namespace fasttrain

@@ -70,6 +70,10 @@ struct eigen {
   using index = Eigen::Index;
   using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
   using labels = std::vector<std::int32_t>;
+  /// What gemm takes: a matrix or a view over one (contiguous, column-major).
+  template <class M>
+  static constexpr bool is_dense_storage = std::is_same_v<M, matrix> || std::is_same_v<M, Eigen::Map<matrix>> ||
+                                           std::is_same_v<M, Eigen::Map<const matrix>>;
 
   /// Threads the parallel primitives use (Eigen's thread count; 1 without OpenMP).
   static int threads() {
@@ -132,31 +136,32 @@ struct eigen {
 
   // ---- linear algebra -------------------------------------------------------------
   /// C = alpha op(A) op(B) + beta C. A, B, C may be matrices or views; a matrix C is
-  /// resized when beta == 0, a view must already have the right size.
+  /// resized when beta == 0, a view must already have the right size. Every call goes
+  /// through one non-template function over views (gemm_views), so a program instantiates
+  /// Eigen's product code once, not once per combination of argument types and scalars.
   template <class MA, class MB, class MC>
   static void gemm(bool ta, bool tb, float alpha, const MA& A, const MB& B, float beta, MC&& C) {
+    static_assert(is_dense_storage<MA> && is_dense_storage<MB> && is_dense_storage<std::decay_t<MC>>,
+                  "cpu::eigen::gemm: A, B and C must be cpu::eigen::matrix or views over one (view())");
     const index m = ta ? A.cols() : A.rows();
     const index n = tb ? B.rows() : B.cols();
     if constexpr (std::is_same_v<std::decay_t<MC>, matrix>) {
       if (beta == 0.f) C.resize(m, n);
-    } else {
-      eigen_assert(C.rows() == m && C.cols() == n);
     }
-    auto run = [&](const auto& a, const auto& b) {
-      if (beta == 0.f) {
-        if (alpha == 1.f)
-          C.noalias() = a * b;
-        else
-          C.noalias() = alpha * (a * b);
-      } else {
-        C *= beta;
-        C.noalias() += alpha * (a * b);
-      }
-    };
-    if (!ta && !tb) run(A, B);
-    else if (ta && !tb) run(A.transpose(), B);
-    else if (!ta && tb) run(A, B.transpose());
-    else run(A.transpose(), B.transpose());
+    eigen_assert(C.rows() == m && C.cols() == n);
+    gemm_views(ta, tb, alpha, view(A.data(), A.rows(), A.cols()), view(B.data(), B.rows(), B.cols()), beta,
+               view(C.data(), m, n));
+  }
+  static void gemm_views(bool ta, bool tb, float alpha, const const_view_type& A, const const_view_type& B,
+                         float beta, view_type C) {
+    if (beta == 0.f)
+      C.setZero();
+    else if (beta != 1.f)
+      C *= beta;
+    if (!ta && !tb) C.noalias() += alpha * (A * B);
+    else if (ta && !tb) C.noalias() += alpha * (A.transpose() * B);
+    else if (!ta && tb) C.noalias() += alpha * (A * B.transpose());
+    else C.noalias() += alpha * (A.transpose() * B.transpose());
   }
 
   template <class MY>
